@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian machine, then run it all:
+# lint, format check, type check, and pytest (real Mosquitto, real ONNX files).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing Debian packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+echo "== installing streamd with the train and test extras"
+# torch first, pinned: this exact version is the CPU build; anything else pulls CUDA.
+$PY -m pip install -q --disable-pip-version-check torch==2.13.0
+$PY -m pip install -q --disable-pip-version-check -e '.[train,test]'
+
+echo "== ruff"
+$PY -m ruff check streamd training tests bench
+$PY -m ruff format --check streamd training tests bench
+echo "== mypy (streamd/)"
+$PY -m mypy streamd
+echo "== pytest"
+$PY -m pytest -q "$@"

@@ -1,0 +1,5 @@
+"""Allow ``python -m streamd``."""
+
+from streamd.cli import main
+
+raise SystemExit(main())
