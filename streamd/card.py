@@ -46,7 +46,11 @@ class SelfTest:
 
 @dataclass(frozen=True)
 class ModelCard:
-    """Everything about a model file that is not its weights."""
+    """Everything about a model file that is not its weights.
+
+    ``per_stream_scaling``: the model was trained on each series scaled by its own statistics;
+    ``scaler`` is then the identity and the runtime estimates each stream's scaling itself.
+    """
 
     name: str
     version: str
@@ -58,6 +62,7 @@ class ModelCard:
     scaler: Scaler
     calibration: Calibration
     self_test: SelfTest
+    per_stream_scaling: bool = False
     training: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     format_version: int = FORMAT_VERSION
@@ -83,7 +88,9 @@ class ModelCard:
             raise ValueError("card is not a JSON object")
         version = d.get("format_version")
         if version != FORMAT_VERSION:
-            raise ValueError(f"card format_version {version!r}, this streamd reads {FORMAT_VERSION}")
+            raise ValueError(
+                f"card format_version {version!r}, this streamd reads {FORMAT_VERSION}"
+            )
         try:
             card = cls(
                 name=str(d["name"]),
@@ -96,6 +103,7 @@ class ModelCard:
                 scaler=Scaler.from_dict(d["scaler"]),
                 calibration=Calibration(**d["calibration"]),
                 self_test=SelfTest(**d["self_test"]),
+                per_stream_scaling=bool(d.get("per_stream_scaling", False)),
                 training=dict(d.get("training", {})),
                 created_at=str(d.get("created_at", "")),
             )

@@ -16,7 +16,8 @@ from streamd import __version__
 from streamd.errors import StreamdError
 
 TRAIN_EXTRA_HINT = (
-    "streamd train needs the 'train' extra: pip install torch==2.13.0 && pip install 'streamd[train]'"
+    "streamd train needs the 'train' extra: "
+    "pip install torch==2.13.0 && pip install 'streamd[train]'"
 )
 
 
@@ -40,6 +41,7 @@ def _cmd_train(ns: argparse.Namespace) -> int:
         dropout=ns.dropout,
         cell=ns.cell,
         scaling=ns.scaling,
+        per_stream_scaling=ns.per_stream_scaling,
         head_fraction=ns.head_fraction,
         validation_fraction=ns.validation_fraction,
         calibration_fraction=ns.calibration_fraction,
@@ -89,7 +91,14 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--cell", choices=("gru", "lstm"), default="gru")
     p.add_argument("--scaling", choices=("minmax", "standard"), default="minmax")
     p.add_argument(
-        "--head-fraction", type=float, default=1.0,
+        "--per-stream-scaling",
+        action="store_true",
+        help="scale each file by its own statistics; the daemon then scales each stream itself",
+    )
+    p.add_argument(
+        "--head-fraction",
+        type=float,
+        default=1.0,
         help="train on only the first fraction of each file's rows (e.g. 0.15)",
     )
     p.add_argument("--validation-fraction", type=float, default=0.15)

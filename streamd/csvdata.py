@@ -72,7 +72,9 @@ def read_series(path: str | Path, features: list[str] | None = None) -> Series:
         except StopIteration:
             raise DataError(str(p), "file is empty") from None
         if TIMESTAMP_COLUMN not in header:
-            raise DataError(str(p), f"no {TIMESTAMP_COLUMN!r} column (columns: {', '.join(header)})")
+            raise DataError(
+                str(p), f"no {TIMESTAMP_COLUMN!r} column (columns: {', '.join(header)})"
+            )
         names = features or [h for h in header if h != TIMESTAMP_COLUMN]
         missing = [n for n in names if n not in header]
         if missing:

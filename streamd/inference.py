@@ -46,7 +46,9 @@ class Forecaster:
                 str(p), sess_options=opts, providers=["CPUExecutionProvider"]
             )
         except Exception as e:  # ORT raises several private exception types for bad files
-            raise ModelError(self.path, f"ONNX Runtime cannot load it ({str(e).strip()[:200]})") from e
+            raise ModelError(
+                self.path, f"ONNX Runtime cannot load it ({str(e).strip()[:200]})"
+            ) from e
         meta = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta:
             raise ModelError(self.path, f"no model card (metadata key {METADATA_KEY!r})")
@@ -101,7 +103,7 @@ class Forecaster:
         return self.run(np.ascontiguousarray(x_t[:, None, :], dtype=np.float32), h)
 
     def self_test(self) -> float:
-        """Run the card's self-test window; return the max abs difference or raise ``ModelError``."""
+        """Run the card's self-test; return the max abs difference or raise ``ModelError``."""
         st = self.card.self_test
         x = np.asarray(st.x, dtype=np.float32)[None]
         expected = np.asarray(st.y_hat, dtype=np.float32)

@@ -16,6 +16,8 @@ def describe(path: str) -> str:
     ins = ", ".join(f"{i.name} {i.type} {i.shape}" for i in fc.session.get_inputs())
     outs = ", ".join(f"{o.name} {o.type} {o.shape}" for o in fc.session.get_outputs())
     cal = card.calibration
+    keys = ("files", "data_rows", "validation_loss", "epochs_run", "parameters")
+    trained = json.dumps({k: card.training.get(k) for k in keys})
     lines = [
         f"model     {card.name}  version {card.version}  ({path})",
         f"network   {card.cell.upper()} {card.layers} x {card.hidden_size}, window {card.window}",
@@ -26,7 +28,7 @@ def describe(path: str) -> str:
         f"threshold={cal.threshold:.5g} quantiles={json.dumps(cal.quantiles)}",
         f"inputs    {ins}",
         f"outputs   {outs}",
-        f"training  {json.dumps({k: card.training.get(k) for k in ('files', 'data_rows', 'validation_loss', 'epochs_run', 'parameters')})}",
+        f"training  {trained}",
         f"created   {card.created_at}",
         f"self-test passed: max abs difference {diff:.3g} (tolerance {card.self_test.tolerance:g})",
     ]

@@ -54,7 +54,7 @@ def normal_series(
     daily_phase, cycle_phase = rng.uniform(0.0, 2 * np.pi, size=2)
     jitter = rng.uniform(0.8, 1.2, size=3)  # no two streams of a profile are identical
     level = profile.level * rng.uniform(0.95, 1.05)
-    return (
+    series: F64 = (
         level
         + jitter[0] * profile.daily_amplitude * np.sin(2 * np.pi * t / DAY_S + daily_phase)
         + jitter[1]
@@ -63,6 +63,7 @@ def normal_series(
         + profile.drift_per_day * (t - start_s) / DAY_S
         + profile.noise * rng.standard_normal(n)
     )
+    return series
 
 
 @dataclass(frozen=True)

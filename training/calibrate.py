@@ -16,9 +16,14 @@ QUANTILES = (0.5, 0.9, 0.99, 0.999)
 THRESHOLD_QUANTILE = 0.999
 
 
-def sample_errors(y: npt.NDArray[np.float32], y_hat: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    """Per-sample error: root mean square over features, in scaled units (the runtime's definition)."""
-    return np.sqrt(np.mean((np.asarray(y, np.float64) - y_hat) ** 2, axis=1))
+def sample_errors(
+    y: npt.NDArray[np.float32], y_hat: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float64]:
+    """Per-sample error: RMS over features in scaled units (the runtime's definition)."""
+    err: npt.NDArray[np.float64] = np.sqrt(
+        np.mean((np.asarray(y, np.float64) - y_hat) ** 2, axis=1)
+    )
+    return err
 
 
 def calibrate(errors: npt.NDArray[np.float64]) -> Calibration:

@@ -46,16 +46,14 @@ class Windows:
 
     @classmethod
     def empty(cls, window: int, features: int) -> Windows:
-        return cls(
-            np.zeros((0, window, features), np.float32), np.zeros((0, features), np.float32)
-        )
+        return cls(np.zeros((0, window, features), np.float32), np.zeros((0, features), np.float32))
 
     def __len__(self) -> int:
         return len(self.y)
 
 
 def make_windows(scaled: F32, window: int) -> Windows:
-    """All windows of ``scaled: [rows, features]``; row ``i + window`` is the target of window ``i``.
+    """All windows of ``scaled: [rows, features]``; row ``i + window`` is window ``i``'s target.
 
     >>> w = make_windows(np.arange(5, dtype=np.float32)[:, None], 3)
     >>> w.x[:, :, 0].tolist(), w.y[:, 0].tolist()
@@ -65,7 +63,9 @@ def make_windows(scaled: F32, window: int) -> Windows:
     if n <= 0:
         return Windows.empty(window, scaled.shape[1])
     view = np.lib.stride_tricks.sliding_window_view(scaled[:-1], window, axis=0)
-    return Windows(np.ascontiguousarray(view.transpose(0, 2, 1)), np.ascontiguousarray(scaled[window:]))
+    return Windows(
+        np.ascontiguousarray(view.transpose(0, 2, 1)), np.ascontiguousarray(scaled[window:])
+    )
 
 
 def _concat(parts: list[Windows], window: int, features: int) -> Windows:
@@ -84,7 +84,9 @@ class Dataset:
     train: Windows
     validation: Windows
     calibration: Windows
-    validation_series: list[F32]  # scaled, per file, for the prediction-vs-actual plot
+    plot_validation: Windows  # the first file's validation windows, for the report plot
+    plot_scaler: Scaler  # turns them back into that file's original units
+    per_stream_scaling: bool
     rows: int
     span: tuple[str, str]
     sha256: str
@@ -100,8 +102,14 @@ def load_dataset(
     scaling: ScalingKind = "minmax",
     head_fraction: float = 1.0,
     fractions: SplitFractions | None = None,
+    per_stream_scaling: bool = False,
 ) -> Dataset:
-    """Read ``paths``, keep the first ``head_fraction`` of each file's rows, split, scale, window."""
+    """Read ``paths``, keep each file's first ``head_fraction`` of rows, split, scale, window.
+
+    With ``per_stream_scaling`` each file is scaled by its own train part (the card's scaler is
+    then the identity and the runtime scales each stream by its own statistics), so one model
+    serves streams of very different units.
+    """
     fractions = fractions or SplitFractions()
     if not 0 < head_fraction <= 1:
         raise DataError("--head-fraction", "must be in (0, 1]")
@@ -123,8 +131,8 @@ def load_dataset(
             log.warning("%s: dropped rows %s", s.path, {k: v for k, v in s.dropped.items() if v})
         order = np.argsort(s.ts_s, kind="stable")
         values = s.values[order]
-        n = int(round(len(values) * head_fraction))
-        values = values[:n].astype(np.float32)
+        n = round(len(values) * head_fraction)
+        values32: F32 = values[:n].astype(np.float32)
         digest.update(Path(s.path).read_bytes())
         n_val = int(n * fractions.validation)
         n_cal = int(n * fractions.calibration)
@@ -136,17 +144,24 @@ def load_dataset(
                 f"calibration ({n_train}/{n_val}/{n_cal} rows) needs more than {window}",
             )
         parts.append(
-            (values[:n_train], values[n_train : n_train + n_val], values[n_train + n_val :])
+            (values32[:n_train], values32[n_train : n_train + n_val], values32[n_train + n_val :])
         )
         ts_sorted = s.ts_s[order][:n]
         first_ts.append(float(ts_sorted[0]))
         last_ts.append(float(ts_sorted[-1]))
         rows += n
-    scaler = Scaler.fit(scaling, np.concatenate([p[0] for p in parts]))
     f = len(names)
-    train = _concat([make_windows(scaler.transform(p[0]), window) for p in parts], window, f)
-    val = _concat([make_windows(scaler.transform(p[1]), window) for p in parts], window, f)
-    cal = _concat([make_windows(scaler.transform(p[2]), window) for p in parts], window, f)
+    if per_stream_scaling:
+        scalers = [Scaler.fit(scaling, p[0]) for p in parts]
+        scaler = Scaler(scaling, np.zeros(f, np.float32), np.ones(f, np.float32))
+    else:
+        scaler = Scaler.fit(scaling, np.concatenate([p[0] for p in parts]))
+        scalers = [scaler] * len(parts)
+    scaled = [tuple(s.transform(part) for part in p) for s, p in zip(scalers, parts, strict=True)]
+    train = _concat([make_windows(p[0], window) for p in scaled], window, f)
+    val = _concat([make_windows(p[1], window) for p in scaled], window, f)
+    cal = _concat([make_windows(p[2], window) for p in scaled], window, f)
+
     def iso(t: float) -> str:
         return datetime.fromtimestamp(t, tz=timezone.utc).isoformat()
 
@@ -157,7 +172,9 @@ def load_dataset(
         train=train,
         validation=val,
         calibration=cal,
-        validation_series=[scaler.transform(p[1]) for p in parts],
+        plot_validation=make_windows(scaled[0][1], window),
+        plot_scaler=scalers[0],
+        per_stream_scaling=per_stream_scaling,
         rows=rows,
         span=(iso(min(first_ts)), iso(max(last_ts))),
         sha256=digest.hexdigest(),

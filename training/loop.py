@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
+from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type stubs
 
 from training.data import Windows
 from training.model import GRUForecaster
@@ -70,7 +70,7 @@ def _train_epoch(
         opt.zero_grad()
         y_hat, _ = model(x, model.zero_state(len(idx)))
         loss = loss_fn(y_hat, y)
-        loss.backward()  # type: ignore[no-untyped-call]
+        loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
         opt.step()
         total += loss.item() * len(idx)

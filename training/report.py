@@ -10,12 +10,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # no screen on edge boxes or CI
-import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
-import numpy as np  # noqa: E402
-import numpy.typing as npt  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import numpy.typing as npt
 
-from streamd.card import ModelCard  # noqa: E402
-from training.loop import History  # noqa: E402
+from streamd.card import ModelCard
+from training.loop import History
 
 MAX_PLOT_POINTS = 2000
 
@@ -37,7 +37,10 @@ def plot_losses(hist: History, path: Path) -> None:
 
 
 def plot_predictions(
-    actual: npt.NDArray[np.float32], predicted: npt.NDArray[np.float32], features: list[str], path: Path
+    actual: npt.NDArray[np.float32],
+    predicted: npt.NDArray[np.float32],
+    features: list[str],
+    path: Path,
 ) -> None:
     """Prediction vs actual on the validation slice, in original units, one panel per feature."""
     n = min(len(actual), MAX_PLOT_POINTS)
@@ -78,7 +81,8 @@ def write_index(out: Path, card: ModelCard, summary: dict[str, Any]) -> None:
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>streamd model {html.escape(card.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}
-th{{text-align:left;padding-right:1em}} img{{max-width:100%;border:1px solid #ddd;margin:1em 0}}</style>
+th{{text-align:left;padding-right:1em}}
+img{{max-width:100%;border:1px solid #ddd;margin:1em 0}}</style>
 </head><body>
 <h1>Model {html.escape(card.name)} <small>version {html.escape(card.version)}</small></h1>
 <table>{rows}</table>

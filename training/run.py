@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -43,10 +43,11 @@ class TrainOptions:
     dropout: float = 0.0
     cell: Literal["gru", "lstm"] = "gru"
     scaling: ScalingKind = "minmax"
+    per_stream_scaling: bool = False
     head_fraction: float = 1.0
     validation_fraction: float = 0.15
     calibration_fraction: float = 0.15
-    loop: LoopConfig = LoopConfig()
+    loop: LoopConfig = field(default_factory=LoopConfig)
     name: str = ""
 
 
@@ -70,6 +71,7 @@ def train(opts: TrainOptions) -> TrainResult:
         scaling=opts.scaling,
         head_fraction=opts.head_fraction,
         fractions=SplitFractions(opts.validation_fraction, opts.calibration_fraction),
+        per_stream_scaling=opts.per_stream_scaling,
     )
     cfg = ForecasterConfig(
         features=len(ds.features),
@@ -120,6 +122,7 @@ def train(opts: TrainOptions) -> TrainResult:
         layers=opts.layers,
         hidden_size=opts.hidden_size,
         scaler=ds.scaler,
+        per_stream_scaling=ds.per_stream_scaling,
         calibration=calibration,
         self_test=SelfTest(x=[], y_hat=[]),
         training=training_facts,
@@ -130,15 +133,18 @@ def train(opts: TrainOptions) -> TrainResult:
 
     opts.report_dir.mkdir(parents=True, exist_ok=True)
     report.plot_losses(hist, opts.report_dir / "loss.png")
-    val_pred = predict(model, ds.validation)
+    plot_pred = predict(model, ds.plot_validation)
     report.plot_predictions(
-        ds.scaler.inverse(ds.validation.y),
-        ds.scaler.inverse(val_pred),
+        ds.plot_scaler.inverse(ds.plot_validation.y),
+        ds.plot_scaler.inverse(plot_pred),
         ds.features,
         opts.report_dir / "predictions.png",
     )
     report.plot_calibration(cal_errors, calibration.threshold, opts.report_dir / "calibration.png")
-    val_mae = np.mean(np.abs(ds.scaler.inverse(val_pred) - ds.scaler.inverse(ds.validation.y)), axis=0)
+    val_mae = np.mean(
+        np.abs(ds.plot_scaler.inverse(plot_pred) - ds.plot_scaler.inverse(ds.plot_validation.y)),
+        axis=0,
+    )
     summary: dict[str, Any] = {
         "model": str(opts.out),
         "name": card.name,
@@ -155,7 +161,9 @@ def train(opts: TrainOptions) -> TrainResult:
         "best_epoch": hist.best_epoch,
         "stopped_early": hist.stopped_early,
         "validation_loss": hist.best_val_loss,
-        "validation_mae_original_units": dict(zip(ds.features, map(float, val_mae), strict=True)),
+        "validation_mae_original_units_first_file": dict(
+            zip(ds.features, map(float, val_mae), strict=True)
+        ),
         "calibration": asdict(calibration),
         "parity": asdict(parity),
         "train_loss_curve": hist.train_loss,

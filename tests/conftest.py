@@ -1,0 +1,64 @@
+"""Shared fixtures: small synthetic data and a tiny model trained once per test session."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamd.synth import PROFILES, normal_series
+
+
+def write_csv(
+    path: Path, columns: dict[str, np.ndarray], start_s: float = 1.7e9, step_s: float = 60.0
+) -> Path:
+    """Write ``timestamp`` (ISO 8601, UTC) plus ``columns`` as a CSV like NAB's."""
+    from datetime import datetime, timezone
+
+    n = len(next(iter(columns.values())))
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", *columns])
+        for i in range(n):
+            ts = datetime.fromtimestamp(start_s + i * step_s, tz=timezone.utc)
+            w.writerow(
+                [ts.strftime("%Y-%m-%d %H:%M:%S"), *(f"{c[i]:.6f}" for c in columns.values())]
+            )
+    return path
+
+
+@pytest.fixture(scope="session")
+def normal_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two features of normal synthetic sensor data, 1,500 rows at one-minute steps."""
+    rng = np.random.default_rng(7)
+    d = tmp_path_factory.mktemp("data")
+    return write_csv(
+        d / "normal.csv",
+        {
+            "temp": normal_series(PROFILES[0], 1500, 60.0, rng),
+            "power": normal_series(PROFILES[3], 1500, 60.0, rng),
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, normal_csv: Path):
+    """A small GRU trained, calibrated, exported and verified by the real pipeline."""
+    from training.loop import LoopConfig
+    from training.run import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("model")
+    result = train(
+        TrainOptions(
+            data=[str(normal_csv)],
+            out=out / "tiny.onnx",
+            report_dir=out / "report",
+            window=12,
+            hidden_size=16,
+            layers=2,
+            loop=LoopConfig(epochs=4, batch_size=64, patience=3, progress=False),
+        )
+    )
+    return out / "tiny.onnx", result
