@@ -78,6 +78,153 @@ def _cmd_inspect(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _run_overrides(ns: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """Flags -> nested settings (flags beat file and environment)."""
+    pairs = {
+        ("model", "path"): ns.model,
+        ("mqtt", "host"): ns.mqtt_host,
+        ("mqtt", "port"): ns.mqtt_port,
+        ("mqtt", "topics"): ns.topic,
+        ("inference", "mode"): ns.mode,
+        ("http", "host"): ns.http_host,
+        ("http", "port"): ns.http_port,
+        ("logging", "level"): ns.log_level,
+    }
+    out: dict[str, dict[str, object]] = {}
+    for (section, key), value in pairs.items():
+        if value is not None:
+            out.setdefault(section, {})[key] = value
+    return out
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    from streamd.config import load_settings
+    from streamd.logs import setup_logging
+
+    settings = load_settings(Path(ns.config) if ns.config else None, _run_overrides(ns))
+    setup_logging(settings.logging.level, settings.logging.format)
+    if ns.check_config:
+        from streamd.inference import Forecaster
+
+        fc = Forecaster(settings.model.path)
+        settings.mqtt.read_password()
+        print(
+            f"configuration ok; model {fc.card.name} version {fc.card.version} passes its self-test"
+        )
+        return 0
+    from streamd.daemon import Daemon
+
+    return Daemon(settings).run()
+
+
+def _cmd_config(ns: argparse.Namespace) -> int:
+    from streamd.config import defaults_as_toml
+
+    print(defaults_as_toml())
+    return 0
+
+
+def _cmd_replay(ns: argparse.Namespace) -> int:
+    from streamd.config import load_settings
+    from streamd.replay import replay_csv, write_replay
+
+    settings = load_settings(Path(ns.config) if ns.config else None, _replay_overrides(ns))
+    r = replay_csv(settings, Path(ns.model), Path(ns.input))
+    from streamd.inference import Forecaster
+
+    features = Forecaster(ns.model).card.features
+    write_replay(Path(ns.output), r, features)
+    n_alerts = int((r.is_anomaly[1:] & ~r.is_anomaly[:-1]).sum() + (r.is_anomaly[:1].sum()))
+    print(f"replayed {len(r.timestamps)} rows: {n_alerts} anomalies entered; wrote {ns.output}")
+    return 0
+
+
+def _replay_overrides(ns: argparse.Namespace) -> dict[str, dict[str, object]]:
+    return {"inference": {"mode": ns.mode}} if ns.mode else {}
+
+
+def _cmd_simulate(ns: argparse.Namespace) -> int:
+    from streamd.simulate import Scenario, publish
+
+    scenario = Scenario(
+        streams=ns.streams,
+        samples=ns.samples,
+        step_s=ns.step_s,
+        kinds=tuple(ns.kinds),
+        anomaly_start=ns.anomaly_start,
+        anomaly_length=ns.anomaly_length,
+        magnitude=ns.magnitude,
+        seed=ns.seed,
+        topic_prefix=ns.topic_prefix,
+    )
+    counts = publish(
+        scenario,
+        host=ns.host,
+        port=ns.port,
+        rate=ns.rate,
+        qos=ns.qos,
+        max_seconds=ns.max_seconds,
+        truth_path=Path(ns.truth) if ns.truth else None,
+    )
+    print(
+        f"published {counts['published']} messages on {counts['streams']} streams with "
+        f"{counts['anomalies']} injected anomalies in {counts['seconds']} s"
+    )
+    return 0
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run the daemon (MQTT in, alerts and metrics out)")
+    p.add_argument("--config", help="TOML file (default /etc/streamd/streamd.toml if present)")
+    p.add_argument("--check-config", action="store_true", help="validate config and model, exit")
+    p.add_argument("--model", help="model.path")
+    p.add_argument("--mqtt-host", help="mqtt.host")
+    p.add_argument("--mqtt-port", type=int, help="mqtt.port")
+    p.add_argument("--topic", action="append", help="mqtt.topics (repeat for several)")
+    p.add_argument("--mode", choices=("step", "window"), help="inference.mode")
+    p.add_argument("--http-host", help="http.host")
+    p.add_argument("--http-port", type=int, help="http.port")
+    p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.set_defaults(func=_cmd_run)
+
+
+def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("config", help="print the default configuration as TOML")
+    p.set_defaults(func=_cmd_config)
+
+
+def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("replay", help="score a CSV through the daemon's scoring path")
+    p.add_argument("--model", required=True)
+    p.add_argument("--input", required=True, metavar="CSV")
+    p.add_argument("--output", required=True, metavar="CSV")
+    p.add_argument("--config", help="TOML file for the scoring and inference settings")
+    p.add_argument("--mode", choices=("step", "window"))
+    p.set_defaults(func=_cmd_replay)
+
+
+def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from streamd.synth import ANOMALY_KINDS
+
+    p = sub.add_parser("simulate", help="publish synthetic sensor streams with injected anomalies")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--streams", type=int, default=6)
+    p.add_argument("--samples", type=int, default=1200, help="samples per stream (bound)")
+    p.add_argument("--rate", type=float, default=200.0, help="messages/s in total (0: max)")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="wall-time bound")
+    p.add_argument("--step-s", type=float, default=300.0, help="simulated seconds between samples")
+    p.add_argument("--kinds", nargs="*", default=list(ANOMALY_KINDS), choices=ANOMALY_KINDS)
+    p.add_argument("--anomaly-start", type=int, default=500)
+    p.add_argument("--anomaly-length", type=int, default=24)
+    p.add_argument("--magnitude", type=float, default=3.0, help="in stream standard deviations")
+    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--topic-prefix", default="sensors")
+    p.add_argument("--truth", help="write the injected anomalies to this JSON file")
+    p.set_defaults(func=_cmd_simulate)
+
+
 def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("train", help="train, calibrate and export a model (needs the train extra)")
     p.add_argument("--data", nargs="+", required=True, metavar="CSV", help="normal data, CSV files")
@@ -128,7 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     adders: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
         _add_train,
+        _add_run,
+        _add_replay,
+        _add_simulate,
         _add_inspect,
+        _add_config,
     ]
     for add in adders:
         add(sub)

@@ -57,10 +57,13 @@ class Series:
     dropped: dict[str, int]
 
 
-def read_series(path: str | Path, features: list[str] | None = None) -> Series:
+def read_series(
+    path: str | Path, features: list[str] | None = None, *, keep_invalid: bool = False
+) -> Series:
     """Read ``path`` keeping file order; rows with a bad timestamp or value are dropped and counted.
 
-    ``features`` picks columns (default: every column but the timestamp).
+    ``features`` picks columns (default: every column but the timestamp). ``keep_invalid``
+    keeps such rows as NaN (still counted), for callers that owe one output per input row.
     """
     p = Path(path)
     if not p.is_file():
@@ -92,23 +95,29 @@ def read_series(path: str | Path, features: list[str] | None = None) -> Series:
         for rec in reader:
             if not rec:
                 continue
+            reason = ""
+            t = math.nan
+            vals = [math.nan] * len(f_idx)
             if len(rec) < len(header):
-                dropped["short_row"] += 1
-                continue
-            try:
-                t = parse_timestamp(rec[t_idx])
-            except ValueError:
-                dropped["bad_timestamp"] += 1
-                continue
-            try:
-                vals = [float(rec[i]) for i in f_idx]
-            except ValueError:
-                dropped["non_numeric"] += 1
-                continue
-            if not all(math.isfinite(v) for v in vals):
-                dropped["nan"] += 1
-                continue
-            stamps.append(rec[t_idx].strip())
+                reason = "short_row"
+            else:
+                try:
+                    t = parse_timestamp(rec[t_idx])
+                except ValueError:
+                    reason = "bad_timestamp"
+                else:
+                    try:
+                        vals = [float(rec[i]) for i in f_idx]
+                    except ValueError:
+                        reason = "non_numeric"
+                    else:
+                        if not all(math.isfinite(v) for v in vals):
+                            reason = "nan"
+            if reason:
+                dropped[reason] += 1
+                if not keep_invalid:
+                    continue
+            stamps.append(rec[t_idx].strip() if len(rec) > t_idx else "")
             ts.append(t)
             rows.append(vals)
     values = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))

@@ -1,0 +1,151 @@
+"""Prometheus metrics of the daemon, on a registry passed in (tests build a fresh one).
+
+Names follow DESIGN.md (prefix ``streamd_``, unit suffixes). Every label set is bounded:
+``result`` takes the values of :data:`RESULTS`; the per-stream score gauge is capped.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+
+import onnxruntime
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from streamd import __version__
+from streamd.payload import REASONS
+
+RESULTS = ("accepted", *REASONS, "out_of_order", "duplicate", "queue_full")
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+class Metrics:
+    """All metrics of one daemon."""
+
+    def __init__(self, registry: CollectorRegistry, stream_score_cap: int = 100) -> None:
+        self.registry = registry
+        self.messages = Counter(
+            "streamd_messages",
+            "MQTT messages received, by result (accepted or rejection reason)",
+            ["result"],
+            registry=registry,
+        )
+        for r in RESULTS:
+            self.messages.labels(r)
+        self.samples = Counter(
+            "streamd_samples",
+            "Accepted samples by outcome (scored, or still warming up)",
+            ["outcome"],
+            registry=registry,
+        )
+        for o in ("scored", "warmup"):
+            self.samples.labels(o)
+        self.anomalies = Counter(
+            "streamd_anomalies", "Times a stream entered the anomalous state", registry=registry
+        )
+        self.alerts_published = Counter(
+            "streamd_alerts_published",
+            "Alert messages published, by state",
+            ["state"],
+            registry=registry,
+        )
+        for s in ("anomaly", "resolved"):
+            self.alerts_published.labels(s)
+        self.alert_publish_failures = Counter(
+            "streamd_alert_publish_failures",
+            "Alert messages the MQTT client refused",
+            registry=registry,
+        )
+        self.inference_seconds = Histogram(
+            "streamd_inference_seconds",
+            "Time of one ONNX Runtime batch (all rounds)",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "streamd_batch_size",
+            "Samples per inference batch",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.latency_seconds = Histogram(
+            "streamd_end_to_end_latency_seconds",
+            "Receipt of a message to its verdict",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.active_streams = Gauge(
+            "streamd_active_streams", "Streams with state held", registry=registry
+        )
+        self.stream_evictions = Counter(
+            "streamd_stream_evictions",
+            "Streams evicted at the stream cap (least recently seen)",
+            registry=registry,
+        )
+        self.stream_resets = Counter(
+            "streamd_stream_resets", "Streams sent back to warm-up after a gap", registry=registry
+        )
+        self.queue_depth = Gauge(
+            "streamd_queue_depth", "Samples waiting for the worker", registry=registry
+        )
+        self.queue_capacity = Gauge(
+            "streamd_queue_capacity", "Size of the bounded queue", registry=registry
+        )
+        self.mqtt_connected = Gauge(
+            "streamd_mqtt_connected", "1 while connected to the broker", registry=registry
+        )
+        self.mqtt_reconnects = Counter(
+            "streamd_mqtt_reconnects", "Connections after the first", registry=registry
+        )
+        self.mqtt_connect_failures = Counter(
+            "streamd_mqtt_connect_failures",
+            "Refused or failed connection attempts",
+            registry=registry,
+        )
+        self.model_info = Info("streamd_model", "The model in use", registry=registry)
+        self.build_info = Info("streamd_build", "streamd build", registry=registry)
+        self.build_info.info(
+            {
+                "version": __version__,
+                "python": platform.python_version(),
+                "onnxruntime": onnxruntime.__version__,
+            }
+        )
+        self.stream_score_cap = stream_score_cap
+        self.stream_score = Gauge(
+            "streamd_stream_anomaly_score",
+            "Latest anomaly score of a stream (capped set)",
+            ["stream"],
+            registry=registry,
+        )
+        self.stream_scores_omitted = Gauge(
+            "streamd_stream_scores_omitted",
+            "Streams left out of the per-stream score gauge (cap)",
+            registry=registry,
+        )
+        self._score_streams: set[str] = set()
+        self._lock = threading.Lock()
+
+    def set_model(self, name: str, version: str, path: str, mode: str) -> None:
+        self.model_info.info({"name": name, "version": version, "path": path, "mode": mode})
+
+    def set_stream_score(self, stream: str, score: float) -> bool:
+        """Export ``stream``'s score if it is already exported or the cap has room."""
+        with self._lock:
+            if stream not in self._score_streams:
+                if len(self._score_streams) >= self.stream_score_cap:
+                    return False
+                self._score_streams.add(stream)
+        self.stream_score.labels(stream).set(score)
+        return True
+
+    @property
+    def exported_score_streams(self) -> int:
+        return len(self._score_streams)
+
+    def forget_stream(self, stream: str) -> None:
+        with self._lock:
+            if stream in self._score_streams:
+                self._score_streams.discard(stream)
+                self.stream_score.remove(stream)

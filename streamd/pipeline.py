@@ -1,0 +1,316 @@
+"""The scoring pipeline: samples -> per-stream state -> one ONNX call per round -> verdicts.
+
+Pure apart from the model session: no network, no clock (times come in the samples). The
+daemon, ``replay`` and ``evaluate`` all score through :meth:`Pipeline.process`.
+
+A batch may hold several samples of one stream; they are processed in *rounds* (the k-th
+sample of each stream in round k), so each round is one ONNX Runtime call over distinct
+streams and a stream's samples are scored in arrival order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streamd.inference import Forecaster
+from streamd.payload import Sample
+from streamd.scoring import ScoreState, ScoringParams
+from streamd.state import StreamState, StreamTable
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+# Per-sample status codes (BatchResult.status) and their names (metric labels).
+SCORED, WARMUP, OUT_OF_ORDER, DUPLICATE = 0, 1, 2, 3
+STATUS_NAMES = ("scored", "warmup", "out_of_order", "duplicate")
+MIN_SCALE = 1e-6
+
+
+@dataclass
+class AlertEvent:
+    """An ``anomaly`` (entered) or ``resolved`` (left) transition of one stream."""
+
+    state: str
+    stream: str
+    alert_id: str
+    ts: float
+    start_ts: float
+    end_ts: float | None
+    score: float
+    peak_score: float
+    threshold: float
+    value: dict[str, float]
+    predicted: dict[str, float]
+    contributions: dict[str, float]
+
+    def payload(self, model: str, model_version: str) -> dict[str, Any]:
+        """The MQTT alert message (DESIGN.md): a single-feature value is a plain number."""
+        one = len(self.value) == 1
+        return {
+            "stream": self.stream,
+            "ts": self.ts,
+            "state": self.state,
+            "alert_id": self.alert_id,
+            "score": round(self.score, 6),
+            "peak_score": round(self.peak_score, 6),
+            "threshold": self.threshold,
+            "start_ts": self.start_ts,
+            "end_ts": self.end_ts,
+            "value": next(iter(self.value.values())) if one else self.value,
+            "predicted": next(iter(self.predicted.values())) if one else self.predicted,
+            "contributions": self.contributions,
+            "model": model,
+            "model_version": model_version,
+        }
+
+
+@dataclass
+class _Active:
+    alert_id: str
+    start_ts: float
+    peak: float
+    contrib_sum: F64
+    n: int = 0
+
+
+@dataclass
+class BatchResult:
+    """Per-sample outcomes in input order, plus alert transitions and table events."""
+
+    status: npt.NDArray[np.int8]
+    score: F64  # NaN where not scored
+    anomalous: npt.NDArray[np.bool_]
+    predicted: F32  # [n, features], original units, NaN where not scored
+    error: F64  # RMS scaled error, NaN where not scored
+    alerts: list[AlertEvent] = field(default_factory=list)
+    evicted: int = 0
+    gap_resets: int = 0
+
+
+class Pipeline:
+    """Stateful scorer for up to ``max_streams`` streams of one model."""
+
+    def __init__(
+        self,
+        model: Forecaster,
+        params: ScoringParams,
+        *,
+        mode: str = "step",
+        max_streams: int = 10_000,
+        max_gap_s: float = float("inf"),
+        scaling_horizon: int = 5000,
+        scaling_warmup: int = 288,
+    ) -> None:
+        if mode not in ("step", "window"):
+            raise ValueError(f"mode must be 'step' or 'window', not {mode!r}")
+        card = model.card
+        self.model, self.card, self.params, self.mode = model, card, params, mode
+        self.max_gap_s = max_gap_s
+        self.scaling_horizon = scaling_horizon
+        # With per-stream scaling a stream is scored only once its scaling has seen this many
+        # samples: a scale guessed from a few samples makes every later error look huge.
+        self.scaling_warmup = scaling_warmup if model.card.per_stream_scaling else 0
+        self.features = card.features
+        self.table = StreamTable(max_streams)
+        self.state = StreamState(
+            max_streams,
+            features=len(card.features),
+            window=card.window,
+            layers=card.layers,
+            state_size=card.state_size,
+            mode=mode,
+        )
+        self.scores = ScoreState(max_streams, params)
+        self.active: dict[int, _Active] = {}
+        self._card_offset = card.scaler.offset.astype(np.float64)
+        self._card_scale = card.scaler.scale.astype(np.float64)
+
+    @property
+    def active_streams(self) -> int:
+        return len(self.table)
+
+    def process(self, samples: list[Sample]) -> BatchResult:
+        """Score ``samples`` (any streams, arrival order); returns one outcome per sample."""
+        n, f = len(samples), len(self.features)
+        res = BatchResult(
+            status=np.full(n, WARMUP, np.int8),
+            score=np.full(n, np.nan),
+            anomalous=np.zeros(n, bool),
+            predicted=np.full((n, f), np.nan, np.float32),
+            error=np.full(n, np.nan),
+        )
+        slots = np.empty(n, np.int64)
+        rounds = np.zeros(n, np.int64)
+        seen: dict[int, int] = {}
+        last_ts = self.state.last_ts
+        for i, s in enumerate(samples):
+            look = self.table.lookup(s.stream)
+            slot = look.slot
+            if look.new:
+                if look.evicted is not None:
+                    res.evicted += 1
+                    self.active.pop(slot, None)
+                    seen.pop(slot, None)  # the evicted stream's earlier rows keep their round
+                self.state.reset([slot])
+                self.scores.reset([slot])
+            prev = last_ts[slot]
+            if s.ts_s < prev:
+                res.status[i] = OUT_OF_ORDER
+                slots[i] = -1
+                continue
+            if s.ts_s == prev:
+                res.status[i] = DUPLICATE
+                slots[i] = -1
+                continue
+            if s.ts_s - prev > self.max_gap_s and prev > -np.inf:
+                self.state.reset([slot], keep_last_ts=True)
+                self.scores.reset([slot])
+                self.active.pop(slot, None)
+                res.gap_resets += 1
+            last_ts[slot] = s.ts_s
+            slots[i] = slot
+            k = seen.get(slot, 0)
+            seen[slot] = k + 1
+            rounds[i] = k
+        accepted = slots >= 0
+        if not accepted.any():
+            return res
+        values = np.array([s.values for s in samples], dtype=np.float64).reshape(n, f)
+        ts = np.fromiter((s.ts_s for s in samples), np.float64, n)
+        for k in range(int(rounds[accepted].max()) + 1):
+            rows = np.flatnonzero(accepted & (rounds == k))
+            self._round(rows, slots[rows], values[rows], ts[rows], res)
+        return res
+
+    # -- one round: distinct slots ------------------------------------------------------
+
+    def _scaling(self, slots: I64) -> tuple[F64, F64]:
+        if not self.card.per_stream_scaling:
+            return self._card_offset, self._card_scale
+        st = self.state
+        mean = st.scale_mean[slots]
+        scale = np.sqrt(st.scale_var[slots])
+        scale = np.maximum(scale, np.maximum(MIN_SCALE, 1e-3 * np.abs(mean)))
+        return mean, scale
+
+    def _learn_scaling(self, slots: I64, raw: F64) -> None:
+        st = self.state
+        n = st.scale_n[slots]
+        w = np.maximum(1.0 / self.scaling_horizon, 1.0 / (n + 1))[:, None]
+        delta = raw - st.scale_mean[slots]
+        st.scale_mean[slots] += w * delta
+        st.scale_var[slots] = (1 - w) * (st.scale_var[slots] + w * delta**2)
+        st.scale_n[slots] = n + 1
+
+    def _round(self, rows: I64, slots: I64, raw: F64, ts: F64, res: BatchResult) -> None:
+        st, card = self.state, self.card
+        # A new stream's first sample sets its scaling, so it does not start far off zero.
+        fresh = st.scale_n[slots] == 0
+        if card.per_stream_scaling and fresh.any():
+            self._learn_scaling(slots[fresh], raw[fresh])
+        offset, scale = self._scaling(slots)
+        scaled = ((raw - offset) / scale).astype(np.float32)
+
+        ready = st.has_pred[slots] & (st.scale_n[slots] >= self.scaling_warmup)
+        if ready.any():
+            r_rows, r_slots = rows[ready], slots[ready]
+            diff = scaled[ready].astype(np.float64) - st.pred[r_slots]
+            sq = diff**2
+            err = np.sqrt(sq.mean(axis=1))
+            scored = self.scores.update(r_slots, err)
+            res.status[r_rows] = SCORED
+            res.score[r_rows] = scored.score
+            res.anomalous[r_rows] = scored.anomalous
+            o = offset[ready] if offset.ndim == 2 else offset
+            sc = scale[ready] if scale.ndim == 2 else scale
+            predicted = st.pred[r_slots] * sc + o
+            res.predicted[r_rows] = predicted
+            res.error[r_rows] = err
+            share = sq / np.maximum(sq.sum(axis=1, keepdims=True), 1e-300)
+            self._track_alerts(r_slots, ts[ready], raw[ready], predicted, share, scored, res)
+            learn = np.ones(len(slots), bool)
+            learn[ready] = ~scored.anomalous
+        else:
+            learn = np.ones(len(slots), bool)
+        if card.per_stream_scaling:
+            keep = learn & ~fresh  # never from anomalous samples; a fresh one is already in
+            self._learn_scaling(slots[keep], raw[keep])
+
+        st.count[slots] += 1
+        if self.mode == "step":
+            h = st.hidden[:, slots]
+            y, h_n = self.model.step(scaled, h)
+            st.hidden[:, slots] = h_n
+            st.pred[slots] = y
+            st.has_pred[slots] = st.count[slots] >= card.window
+        else:
+            st.push(slots, raw.astype(np.float32))
+            full = st.count[slots] >= card.window
+            if full.any():
+                f_slots = slots[full]
+                win = st.windows(f_slots).astype(np.float64)
+                o, sc = self._scaling(f_slots)
+                o3 = o[:, None, :] if o.ndim == 2 else o
+                s3 = sc[:, None, :] if sc.ndim == 2 else sc
+                st.pred[f_slots] = self.model.predict_windows(((win - o3) / s3).astype(np.float32))
+                st.has_pred[f_slots] = True
+
+    def _track_alerts(
+        self,
+        slots: I64,
+        ts: F64,
+        raw: F64,
+        predicted: F64,
+        share: F64,
+        scored: Any,
+        res: BatchResult,
+    ) -> None:
+        hot = np.flatnonzero(scored.anomalous | scored.left)
+        if len(hot) == 0:
+            return
+        names = self.features
+        for j in hot:
+            slot = int(slots[j])
+            score = float(scored.score[j])
+            stream = self.table.ids[slot] or ""
+            if scored.entered[j]:
+                act = _Active(uuid.uuid4().hex, float(ts[j]), score, np.zeros(len(names)))
+                self.active[slot] = act
+            else:
+                got = self.active.get(slot)
+                if got is None:  # entered before a reset we did not see; start tracking now
+                    got = _Active(uuid.uuid4().hex, float(ts[j]), score, np.zeros(len(names)))
+                    self.active[slot] = got
+                act = got
+            act.peak = max(act.peak, score)
+            act.contrib_sum += share[j]
+            act.n += 1
+            contributions = {
+                name: round(float(c), 4)
+                for name, c in zip(names, act.contrib_sum / act.n, strict=True)
+            }
+            if scored.entered[j] or scored.left[j]:
+                res.alerts.append(
+                    AlertEvent(
+                        state="anomaly" if scored.entered[j] else "resolved",
+                        stream=stream,
+                        alert_id=act.alert_id,
+                        ts=float(ts[j]),
+                        start_ts=act.start_ts,
+                        end_ts=float(ts[j]) if scored.left[j] else None,
+                        score=score,
+                        peak_score=act.peak,
+                        threshold=self.params.threshold,
+                        value=dict(zip(names, map(float, raw[j]), strict=True)),
+                        predicted=dict(zip(names, map(float, predicted[j]), strict=True)),
+                        contributions=contributions,
+                    )
+                )
+            if scored.left[j]:
+                del self.active[slot]
