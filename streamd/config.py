@@ -107,6 +107,9 @@ class ScoringSettings(Section):
     leave_after: int = Field(
         12, ge=1, description="consecutive samples below threshold_low to leave"
     )
+    max_anomaly_samples: int = Field(
+        1000, ge=1, description="an anomaly this long is resolved and taken as the new normal"
+    )
     smoothing_alpha: float = Field(0.3, gt=0, le=1, description="EWMA weight of the newest error")
     history_samples: int = Field(2000, ge=10, description="horizon of each stream's error history")
     prior_samples: int = Field(50, ge=1, description="weight of the card's calibration prior")

@@ -49,6 +49,7 @@ def build_pipeline(settings: Settings, model: Forecaster) -> Pipeline:
         threshold_low=sc.threshold_low,
         enter_after=sc.enter_after,
         leave_after=sc.leave_after,
+        max_anomaly_samples=sc.max_anomaly_samples,
     )
     return Pipeline(
         model,

@@ -50,7 +50,7 @@ def replay_series(
 ]:
     """Score one series row by row; rejected or invalid rows carry the last score forward."""
     n, f = values.shape
-    score = np.zeros(n)
+    score = np.full(n, np.nan)
     anomalous = np.zeros(n, bool)
     predicted = np.full((n, f), np.nan)
     error = np.full(n, np.nan)

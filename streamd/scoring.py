@@ -17,6 +17,10 @@ Pure array code, one path for ``run``, ``replay`` and ``evaluate``. For each sam
 5. Hysteresis: a stream enters the anomalous state after ``enter_after`` consecutive samples
    with score >= ``threshold``, and leaves after ``leave_after`` consecutive samples below
    ``threshold_low``.
+6. An anomaly that lasts ``max_anomaly_samples`` is taken as the stream's new normal: it is
+   resolved and the stream's error history starts again from the prior at the current level.
+   Without this, a stream that changed for good (or never fit the model) would stay in alert
+   forever, since flagged samples never teach the history.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class ScoringParams:
     threshold_low: float = 0.3
     enter_after: int = 2
     leave_after: int = 12
+    max_anomaly_samples: int = 1000
 
     @classmethod
     def from_calibration(cls, cal: Calibration, **settings: float | int) -> ScoringParams:
@@ -106,6 +111,7 @@ class ScoreState:
         self.above = np.zeros(capacity, np.int64)
         self.below = np.zeros(capacity, np.int64)
         self.anomalous = np.zeros(capacity, bool)
+        self.run = np.zeros(capacity, np.int64)  # samples in the current anomaly
         self.last_score = np.zeros(capacity)
 
     def reset(self, slots: I64 | list[int]) -> None:
@@ -117,6 +123,7 @@ class ScoreState:
         self.above[slots] = 0
         self.below[slots] = 0
         self.anomalous[slots] = False
+        self.run[slots] = 0
         self.last_score[slots] = 0.0
 
     def update(self, slots: I64, error: F64) -> Scored:
@@ -141,13 +148,21 @@ class ScoreState:
         above = np.where(hot, self.above[slots] + 1, 0)
         below = np.where(cool, self.below[slots] + 1, 0)
         entered = ~was & (above >= p.enter_after)
-        left = was & (below >= p.leave_after)
+        run = np.where(was, self.run[slots] + 1, 0)
+        expired = was & (run >= p.max_anomaly_samples)
+        left = was & ((below >= p.leave_after) | expired)
         now = (was | entered) & ~left
-        self.above[slots] = above
+        self.above[slots] = np.where(expired, 0, above)
         self.below[slots] = below
         self.anomalous[slots] = now
+        self.run[slots] = np.where(now, run, 0)
+        if expired.any():
+            es = slots[expired]
+            self.mean[es] = s[expired]
+            self.var[es] = p.prior_var
+            self.n[es] = 0
 
-        learn = ~now & ~hot
+        learn = ~now & ~hot & ~expired
         if learn.any():
             ls = slots[learn]
             n = self.n[ls]

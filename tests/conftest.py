@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +64,24 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, normal_csv: Path):
         )
     )
     return out / "tiny.onnx", result
+
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = REPO / "models" / "default.onnx"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[int]:
+    """A real Mosquitto on a free loopback port, just for this test; yields the port."""
+    from streamd.demo import free_port, mosquitto_path, start_broker
+
+    if mosquitto_path() is None:
+        pytest.fail("mosquitto is not installed (scripts/test.sh installs it)")
+    port = free_port()
+    proc, _ = start_broker(port, tmp_path)
+    yield port
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
