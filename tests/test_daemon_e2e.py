@@ -70,7 +70,7 @@ def wait_accounted(http_port: int, expected: int, timeout_s: float = 60.0) -> di
 
 
 def test_simulated_sensors_are_alerted_and_every_message_accounted(broker: int, daemon) -> None:
-    http_port, proc, log = daemon
+    http_port, _, _ = daemon
     scenario = Scenario(
         streams=10,
         samples=700,
