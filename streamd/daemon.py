@@ -45,6 +45,7 @@ def build_pipeline(settings: Settings, model: Forecaster) -> Pipeline:
         smoothing_alpha=sc.smoothing_alpha,
         history_samples=sc.history_samples,
         prior_samples=sc.prior_samples,
+        history_warmup=sc.history_warmup,
         threshold=sc.threshold,
         threshold_low=sc.threshold_low,
         enter_after=sc.enter_after,

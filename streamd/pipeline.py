@@ -242,14 +242,20 @@ class Pipeline:
             keep = learn & ~fresh  # never from anomalous samples; a fresh one is already in
             self._learn_scaling(slots[keep], raw[keep])
 
-        st.count[slots] += 1
         if self.mode == "step":
-            h = st.hidden[:, slots]
-            y, h_n = self.model.step(scaled, h)
-            st.hidden[:, slots] = h_n
-            st.pred[slots] = y
-            st.has_pred[slots] = st.count[slots] >= card.window
+            # With per-stream scaling the GRU is fed only the last `window` samples of the
+            # scaling warm-up: earlier samples, scaled by a scale guessed from a handful of
+            # values, would drive the carried state far outside what the model was trained on.
+            feed = st.scale_n[slots] > self.scaling_warmup - card.window
+            f_slots = slots[feed]
+            if len(f_slots):
+                y, h_n = self.model.step(scaled[feed], st.hidden[:, f_slots])
+                st.hidden[:, f_slots] = h_n
+                st.pred[f_slots] = y
+                st.count[f_slots] += 1
+                st.has_pred[f_slots] = st.count[f_slots] >= card.window
         else:
+            st.count[slots] += 1
             st.push(slots, raw.astype(np.float32))
             full = st.count[slots] >= card.window
             if full.any():

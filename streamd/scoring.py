@@ -8,7 +8,9 @@ Pure array code, one path for ``run``, ``replay`` and ``evaluate``. For each sam
 3. Each stream keeps a long-term mean and variance of ``s`` (exponential, horizon
    ``history_samples``), starting from a prior that the calibration implies (mean 0,
    variance ``alpha / (2 - alpha)``, the variance of an EWMA of unit-variance noise) with
-   weight ``prior_samples``. It learns only from samples that are neither above the
+   weight ``prior_samples``. For its first ``history_warmup`` scored samples a stream learns
+   from every sample and gives no verdict (a stream's normal error may differ from the
+   calibration's); after that it learns only from samples that are neither above the
    threshold nor inside an anomaly, so an anomaly never teaches the stream that it is normal.
 4. ``p = P(Z >= (s - mean) / std)`` for a standard normal ``Z``: the tail probability of the
    recent error against the stream's own history (in the spirit of Numenta's anomaly
@@ -53,6 +55,7 @@ class ScoringParams:
     smoothing_alpha: float = 0.3
     history_samples: int = 2000
     prior_samples: int = 50
+    history_warmup: int = 100
     threshold: float = 0.5
     threshold_low: float = 0.3
     enter_after: int = 2
@@ -147,7 +150,8 @@ class ScoreState:
         cool = score < p.threshold_low
         above = np.where(hot, self.above[slots] + 1, 0)
         below = np.where(cool, self.below[slots] + 1, 0)
-        entered = ~was & (above >= p.enter_after)
+        warming = self.n[slots] < p.history_warmup
+        entered = ~was & (above >= p.enter_after) & ~warming
         run = np.where(was, self.run[slots] + 1, 0)
         expired = was & (run >= p.max_anomaly_samples)
         left = was & ((below >= p.leave_after) | expired)
@@ -162,7 +166,7 @@ class ScoreState:
             self.var[es] = p.prior_var
             self.n[es] = 0
 
-        learn = ~now & ~hot & ~expired
+        learn = (~now & ~hot & ~expired) | warming
         if learn.any():
             ls = slots[learn]
             n = self.n[ls]

@@ -30,7 +30,14 @@ def test_score_meaning_is_tail_probability() -> None:
 
 
 def params(**kw: float) -> ScoringParams:
-    base = dict(cal_mean=0.1, cal_std=0.05, smoothing_alpha=1.0, enter_after=2, leave_after=3)
+    base = dict(
+        cal_mean=0.1,
+        cal_std=0.05,
+        smoothing_alpha=1.0,
+        enter_after=2,
+        leave_after=3,
+        history_warmup=0,
+    )
     base.update(kw)
     return ScoringParams(**base)  # type: ignore[arg-type]
 
@@ -84,3 +91,17 @@ def test_an_endless_anomaly_becomes_the_new_normal() -> None:
     assert sum(bool(e.entered[0]) for e in events) == 1
     assert sum(bool(e.left[0]) for e in events) == 1  # resolved once, then learnt as normal
     assert not events[-1].anomalous[0] and events[-1].score[0] < 0.3
+
+
+def test_history_warmup_learns_a_streams_own_error_level_before_verdicts() -> None:
+    # This stream's normal error is 10 calibration std above the card's: after its warm-up it
+    # is judged against its own history, not flagged for ever.
+    st = ScoreState(1, params(history_warmup=100, smoothing_alpha=0.3))
+    slots = np.array([0])
+    rng = np.random.default_rng(1)
+    during = [st.update(slots, np.array([0.6 + 0.05 * rng.standard_normal()])) for _ in range(100)]
+    assert not any(bool(r.anomalous[0]) for r in during)
+    after = [st.update(slots, np.array([0.6 + 0.05 * rng.standard_normal()])) for _ in range(300)]
+    assert not any(bool(r.anomalous[0]) for r in after)
+    r = [st.update(slots, np.array([3.0])) for _ in range(3)]
+    assert r[-1].anomalous[0]  # a real jump still alerts
