@@ -173,6 +173,43 @@ def _cmd_simulate(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(ns: argparse.Namespace) -> int:
+    from streamd.config import load_settings
+    from streamd.evaluate import evaluate, table
+
+    if (ns.model is None) == (ns.train_head is None):
+        print("streamd evaluate: give exactly one of --model and --train-head", file=sys.stderr)
+        return 2
+    settings = load_settings(Path(ns.config) if ns.config else None, _replay_overrides(ns))
+    summary = evaluate(
+        Path(ns.data),
+        Path(ns.labels),
+        Path(ns.out),
+        settings,
+        model=Path(ns.model) if ns.model else None,
+        train_head=ns.train_head,
+        plots=not ns.no_plots,
+    )
+    print(table(summary))
+    print(
+        f"{summary['files']} files in {summary['seconds']} s; wrote {Path(ns.out) / 'summary.json'}"
+    )
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("evaluate", help="detection quality on a labelled corpus (NAB scores)")
+    p.add_argument("--data", required=True, help="corpus folder (NAB layout)")
+    p.add_argument("--labels", required=True, help="labels.json with a 'windows' map")
+    p.add_argument("--model", help="one model for every file")
+    p.add_argument("--train-head", type=float, help="train a model per file on this first fraction")
+    p.add_argument("--out", default="out/evaluate")
+    p.add_argument("--config", help="TOML file for the scoring and inference settings")
+    p.add_argument("--mode", choices=("step", "window"))
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run the daemon (MQTT in, alerts and metrics out)")
     p.add_argument("--config", help="TOML file (default /etc/streamd/streamd.toml if present)")
@@ -277,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train,
         _add_run,
         _add_replay,
+        _add_evaluate,
         _add_simulate,
         _add_inspect,
         _add_config,

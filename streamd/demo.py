@@ -62,9 +62,16 @@ def mosquitto_path() -> str | None:
     )
 
 
-def start_broker(port: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A broker on 127.0.0.1:``port``: Mosquitto if installed, else amqtt. Returns (proc, kind)."""
-    exe = mosquitto_path()
+def start_broker(
+    port: int, workdir: Path, prefer: str = "auto"
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A broker on 127.0.0.1:``port``: Mosquitto if installed (``prefer="auto"``), else amqtt.
+
+    Returns (process, "mosquitto" or "amqtt").
+    """
+    exe = mosquitto_path() if prefer in ("auto", "mosquitto") else None
+    if prefer == "mosquitto" and exe is None:
+        raise FileNotFoundError("mosquitto is not installed")
     if exe:
         conf = workdir / "mosquitto.conf"
         conf.write_text(
@@ -234,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--streams", type=int, default=10)
     p.add_argument("--seconds", type=float, default=45.0, help="publishing time")
+    p.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto")
     args = p.parse_args(argv)
 
     scenario = Scenario(
@@ -244,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     mport, hport = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        broker, kind = start_broker(mport, work)
+        broker, kind = start_broker(mport, work, args.broker)
         procs.append(broker)
         print(f"broker: {kind} on 127.0.0.1:{mport}")
         daemon = start_daemon(
