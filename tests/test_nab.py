@@ -85,7 +85,7 @@ def test_event_figures() -> None:
 
 
 def test_evaluate_end_to_end_on_a_small_labelled_corpus(tmp_path: Path) -> None:
-    """`streamd evaluate --model` over a NAB-layout corpus writes every output and finds the shift."""
+    """`streamd evaluate --model` on a NAB-layout corpus: every output, and the shift found."""
     import csv
     import subprocess
 
