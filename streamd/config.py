@@ -221,13 +221,15 @@ def load_settings(config_path: Path | None, overrides: dict[str, Any] | None = N
         {"model_config": SettingsConfigDict(**{**Settings.model_config, "toml_file": path})},
     )
     try:
-        settings: Settings = bound(**(overrides or {}))
+        validated = bound(**(overrides or {}))
     except ValidationError as e:
         err = e.errors()[0]
         msg = err["msg"].removeprefix("Value error, ")
         more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
         raise ConfigError(_field_name(err["loc"]), msg + more) from e
-    return settings
+    # Hand out a plain Settings (the bound subclass only existed to point at the TOML file,
+    # and cannot be pickled to worker processes).
+    return Settings.model_construct(**{k: getattr(validated, k) for k in Settings.model_fields})
 
 
 def defaults_as_toml() -> str:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -160,6 +162,15 @@ def plot_file(out: Path, rel: str, f: FileOutcome, thresholds: dict[str, float])
     plt.close(fig)
 
 
+def _one_thread_each() -> None:
+    """Worker initialiser: with one process per core, torch must not spread over all cores."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
 def evaluate(
     data: Path,
     labels: Path,
@@ -169,6 +180,7 @@ def evaluate(
     model: Path | None = None,
     train_head: float | None = None,
     plots: bool = True,
+    jobs: int = 0,
 ) -> dict[str, Any]:
     """Run the whole evaluation; returns (and writes) the summary."""
     try:
@@ -179,11 +191,24 @@ def evaluate(
     t0 = time.perf_counter()
     outcomes: dict[str, FileOutcome] = {}
     names = sorted(windows_by_file)
-    for k, rel in enumerate(names, 1):
-        path = data / rel
-        f = evaluate_file(path, windows_by_file[rel], settings, model, train_head, out)
-        outcomes[rel] = f
-        print(f"[{k:>2}/{len(names)}] {rel:<62} {f.seconds:6.1f} s", file=sys.stderr, flush=True)
+    for rel in names:
+        if not (data / rel).is_file():
+            raise DataError(str(data / rel), "listed in the labels but not in --data")
+    # Files are independent (a model each): one process per core.
+    with ProcessPoolExecutor(jobs or os.cpu_count() or 1, initializer=_one_thread_each) as pool:
+        futures = {
+            pool.submit(
+                evaluate_file, data / rel, windows_by_file[rel], settings, model, train_head, out
+            ): rel
+            for rel in names
+        }
+        for k, fut in enumerate(as_completed(futures), 1):
+            rel = futures[fut]
+            f = fut.result()
+            outcomes[rel] = f
+            print(
+                f"[{k:>2}/{len(names)}] {rel:<62} {f.seconds:6.1f} s", file=sys.stderr, flush=True
+            )
     summary: dict[str, Any] = {"files": len(names), "detectors": {}}
     for det in DETECTORS:
         rows: list[FileRows] = []
