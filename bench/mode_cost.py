@@ -40,12 +40,12 @@ def main() -> None:
     )
     ids = [f"sensors/s{i}" for i in range(ns.streams)]
     results = {}
-    print(f"{'mode':<8} {'streams':>8} {'µs/msg (warm)':>14} {'msgs/s':>10}")
-    for mode in ("step", "window"):
+    print(f"{'mode':<8} {'threads':>7} {'streams':>8} {'µs/msg (warm)':>14} {'msgs/s':>10}")
+    for mode, threads in (("step", 1), ("step", 2), ("window", 1), ("window", 2)):
         settings = load_settings(
             None, {"inference": {"mode": mode}, "state": {"max_streams": ns.streams}}
         )
-        pipe = build_pipeline(settings, Forecaster(MODEL))
+        pipe = build_pipeline(settings, Forecaster(MODEL, intra_op_threads=threads))
         warm = settings.scoring.scaling_warmup + 5
         t_warm = 0.0
         n_warm = 0
@@ -61,15 +61,15 @@ def main() -> None:
                 t_warm += dt
                 n_warm += ns.streams
         us = t_warm / max(1, n_warm) * 1e6
-        results[mode] = {
+        results[f"{mode}_threads{threads}"] = {
             "us_per_msg": us,
             "msgs_per_s": 1e6 / us,
             "streams": ns.streams,
             "measured_msgs": n_warm,
         }
-        print(f"{mode:<8} {ns.streams:>8} {us:>14.1f} {1e6 / us:>10.0f}")
-    ratio = results["window"]["us_per_msg"] / results["step"]["us_per_msg"]
-    print(f"window / step cost ratio: {ratio:.1f}x")
+        print(f"{mode:<8} {threads:>7} {ns.streams:>8} {us:>14.1f} {1e6 / us:>10.0f}")
+    ratio = results["window_threads1"]["us_per_msg"] / results["step_threads1"]["us_per_msg"]
+    print(f"window / step cost ratio (1 thread each): {ratio:.1f}x")
     ns.out.mkdir(parents=True, exist_ok=True)
     (ns.out / "mode_cost.json").write_text(
         json.dumps({"machine": platform.platform(), **results}, indent=1)
