@@ -36,8 +36,8 @@ def run_mode(
     )
     pipeline = build_pipeline(s, Forecaster(model))
     t0 = time.perf_counter()
-    score, anomalous, _, _, _ = replay_series(pipeline, ts, values)
-    return score, anomalous, (time.perf_counter() - t0) / len(ts)
+    r = replay_series(pipeline, ts, values)
+    return r.score, r.is_anomaly, (time.perf_counter() - t0) / len(ts)
 
 
 def main() -> None:

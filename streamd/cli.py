@@ -134,7 +134,8 @@ def _cmd_replay(ns: argparse.Namespace) -> int:
 
     features = Forecaster(ns.model).card.features
     write_replay(Path(ns.output), r, features)
-    n_alerts = int((r.is_anomaly[1:] & ~r.is_anomaly[:-1]).sum() + (r.is_anomaly[:1].sum()))
+    a = r.scores.is_anomaly
+    n_alerts = int((a[1:] & ~a[:-1]).sum() + a[:1].sum())
     print(f"replayed {len(r.timestamps)} rows: {n_alerts} anomalies entered; wrote {ns.output}")
     return 0
 

@@ -34,7 +34,7 @@ from streamd.csvdata import parse_timestamp, read_series
 from streamd.daemon import build_pipeline
 from streamd.errors import DataError
 from streamd.inference import Forecaster
-from streamd.nab import PROFILES, FileRows, events, prepare, sweep
+from streamd.nab import PROFILES, FileRows, events, prepare, probation_rows, sweep
 from streamd.replay import replay_series
 
 F64 = npt.NDArray[np.float64]
@@ -77,7 +77,9 @@ def _model_for(path: Path, model: Path | None, train_head: float | None, workdir
     from training.loop import LoopConfig
     from training.run import TrainOptions, train
 
-    out = workdir / "models" / f"{path.stem}.onnx"
+    out = workdir / "models" / f"{path.stem}-head{train_head:g}.onnx"
+    if out.is_file():  # training is seeded: same file and head give the same model
+        return out
     train(
         TrainOptions(
             data=[str(path)],
@@ -102,15 +104,22 @@ def evaluate_file(
     model_path = _model_for(path, model, train_head, workdir)
     fc = Forecaster(model_path, intra_op_threads=settings.inference.intra_op_threads)
     series = read_series(path, ["value"], keep_invalid=True)
+    # NAB's probationary period is for learning: the stream learns its error level through it.
+    learn = max(settings.scoring.history_warmup, probation_rows(len(series.ts_s)))
+    settings = settings.model_copy(
+        update={"scoring": settings.scoring.model_copy(update={"history_warmup": learn})}
+    )
     pipeline = build_pipeline(settings, fc)
-    score, anomalous, _, error, _ = replay_series(pipeline, series.ts_s, series.values)
-    onset = anomalous & ~np.concatenate([[False], anomalous[:-1]])
+    r = replay_series(pipeline, series.ts_s, series.values)
+    onset = r.is_anomaly & ~np.concatenate([[False], r.is_anomaly[:-1]])
     cal = fc.card.calibration
     values = series.values[:, 0]
     scores = {
         "zscore": rolling_zscore(np.nan_to_num(values)),
-        "gru_raw": raw_error_score(error, cal.mean, cal.std),
-        "streamd": np.where(onset, score, 0.0),
+        "gru_raw": raw_error_score(r.error, cal.mean, cal.std),
+        # Alerts only, ranked by how rare their error was (unclipped, so a sweep can tell
+        # strong alerts from weak ones): surprise / (surprise + 10) is 0.5 at p = 1e-10.
+        "streamd": np.where(onset, r.surprise / (r.surprise + 10.0), 0.0),
     }
     windows = window_rows(series.timestamps, limits, str(path))
     return FileOutcome(

@@ -85,6 +85,7 @@ class BatchResult:
 
     status: npt.NDArray[np.int8]
     score: F64  # NaN where not scored
+    surprise: F64  # -log10 tail probability, unclipped; NaN where not scored
     anomalous: npt.NDArray[np.bool_]
     predicted: F32  # [n, features], original units, NaN where not scored
     error: F64  # RMS scaled error, NaN where not scored
@@ -141,6 +142,7 @@ class Pipeline:
         res = BatchResult(
             status=np.full(n, WARMUP, np.int8),
             score=np.full(n, np.nan),
+            surprise=np.full(n, np.nan),
             anomalous=np.zeros(n, bool),
             predicted=np.full((n, f), np.nan, np.float32),
             error=np.full(n, np.nan),
@@ -226,6 +228,7 @@ class Pipeline:
             scored = self.scores.update(r_slots, err)
             res.status[r_rows] = SCORED
             res.score[r_rows] = scored.score
+            res.surprise[r_rows] = scored.surprise
             res.anomalous[r_rows] = scored.anomalous
             o = offset[ready] if offset.ndim == 2 else offset
             sc = scale[ready] if scale.ndim == 2 else scale

@@ -27,30 +27,31 @@ STREAM = "replay"
 
 
 @dataclass
-class Replayed:
+class SeriesScores:
     """Per-row outputs in file order (``predicted: [rows, features]``)."""
 
-    timestamps: list[str]
-    values: npt.NDArray[np.float64]
     score: npt.NDArray[np.float64]
     is_anomaly: npt.NDArray[np.bool_]
     predicted: npt.NDArray[np.float64]
     error: npt.NDArray[np.float64]
+    surprise: npt.NDArray[np.float64]  # -log10 tail probability; 0 where not scored
     status: list[str]
+
+
+@dataclass
+class Replayed:
+    timestamps: list[str]
+    values: npt.NDArray[np.float64]
+    scores: SeriesScores
 
 
 def replay_series(
     pipeline: Pipeline, ts_s: npt.NDArray[np.float64], values: npt.NDArray[np.float64]
-) -> tuple[
-    npt.NDArray[np.float64],
-    npt.NDArray[np.bool_],
-    npt.NDArray[np.float64],
-    npt.NDArray[np.float64],
-    list[str],
-]:
+) -> SeriesScores:
     """Score one series row by row; rejected or invalid rows carry the last score forward."""
     n, f = values.shape
     score = np.full(n, np.nan)
+    surprise = np.zeros(n)
     anomalous = np.zeros(n, bool)
     predicted = np.full((n, f), np.nan)
     error = np.full(n, np.nan)
@@ -62,6 +63,7 @@ def replay_series(
         batch = [Sample(STREAM, float(ts_s[i]), tuple(values[i].tolist()), 0.0) for i in rows]
         res = pipeline.process(batch)
         score[rows] = res.score
+        surprise[rows] = np.nan_to_num(res.surprise)
         anomalous[rows] = res.anomalous
         predicted[rows] = res.predicted
         error[rows] = res.error
@@ -77,18 +79,20 @@ def replay_series(
                 score[i], anomalous[i] = last_score, last_state
         else:
             last_score, last_state = float(score[i]), bool(anomalous[i])
-    return score, anomalous, predicted, error, status
+    return SeriesScores(score, anomalous, predicted, error, surprise, status)
 
 
 def replay_csv(settings: Settings, model_path: Path, input_csv: Path) -> Replayed:
     model = Forecaster(model_path, intra_op_threads=settings.inference.intra_op_threads)
     series = read_series(input_csv, model.card.features, keep_invalid=True)
     pipeline = build_pipeline(settings, model)
-    score, anomalous, predicted, error, status = replay_series(pipeline, series.ts_s, series.values)
-    return Replayed(series.timestamps, series.values, score, anomalous, predicted, error, status)
+    return Replayed(
+        series.timestamps, series.values, replay_series(pipeline, series.ts_s, series.values)
+    )
 
 
-def write_replay(out: Path, r: Replayed, features: list[str]) -> None:
+def write_replay(out: Path, replayed: Replayed, features: list[str]) -> None:
+    r = replayed.scores
     one = len(features) == 1
     value_cols = ["value"] if one else [f"value_{f}" for f in features]
     pred_cols = ["predicted"] if one else [f"predicted_{f}" for f in features]
@@ -98,11 +102,11 @@ def write_replay(out: Path, r: Replayed, features: list[str]) -> None:
         w.writerow(
             ["timestamp", *value_cols, "anomaly_score", "is_anomaly", *pred_cols, "error", "status"]
         )
-        for i, ts in enumerate(r.timestamps):
+        for i, ts in enumerate(replayed.timestamps):
             w.writerow(
                 [
                     ts,
-                    *(_fmt(v) for v in r.values[i]),
+                    *(_fmt(v) for v in replayed.values[i]),
                     f"{r.score[i]:.6f}",
                     int(r.is_anomaly[i]),
                     *(_fmt(v) for v in r.predicted[i]),

@@ -5,17 +5,18 @@ Pure array code, one path for ``run``, ``replay`` and ``evaluate``. For each sam
 1. ``u = (error - cal.mean) / cal.std``: the error in units of the model's normal error,
    from the card's calibration (held-back normal data).
 2. ``s = EWMA(u, smoothing_alpha)``: short-term smoothing, so one noisy sample does not alert.
-3. Each stream keeps a long-term mean and variance of ``s`` (exponential, horizon
-   ``history_samples``), starting from a prior that the calibration implies (mean 0,
-   variance ``alpha / (2 - alpha)``, the variance of an EWMA of unit-variance noise) with
-   weight ``prior_samples``. For its first ``history_warmup`` scored samples a stream learns
-   from every sample and gives no verdict (a stream's normal error may differ from the
+3. Each stream keeps a history of ``s``: a histogram decayed with horizon
+   ``history_samples``. For its first ``history_warmup`` scored samples a stream learns from
+   every sample and gives no verdict (a stream's normal error may differ from the
    calibration's); after that it learns only from samples that are neither above the
    threshold nor inside an anomaly, so an anomaly never teaches the stream that it is normal.
-4. ``p = P(Z >= (s - mean) / std)`` for a standard normal ``Z``: the tail probability of the
-   recent error against the stream's own history (in the spirit of Numenta's anomaly
-   likelihood). The **anomaly score** is ``min(1, -log10(p) / 10)``: 0.5 means "a
-   one-in-100,000 error", 1.0 means one in 10^10 or rarer.
+4. ``p = P(history >= s)``: the tail probability of the recent error against the stream's
+   own history (in the spirit of Numenta's anomaly likelihood, but empirical, so errors that
+   recur, such as a daily step a forecaster cannot time, stop being rare). A normal prior
+   from the calibration (mean 0, variance ``alpha / (2 - alpha)``, the variance of an EWMA
+   of unit-variance noise) with weight ``prior_samples`` is mixed in, so a size never seen
+   has a small but non-zero probability. The **anomaly score** is ``min(1, -log10(p) / 10)``:
+   0.5 means "a one-in-100,000 error", 1.0 means one in 10^10 or rarer.
 5. Hysteresis: a stream enters the anomalous state after ``enter_after`` consecutive samples
    with score >= ``threshold``, and leaves after ``leave_after`` consecutive samples below
    ``threshold_low``.
@@ -40,9 +41,6 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
 
-# A stream's error variance may shrink to 1% of the prior (10% of its std), never to zero:
-# a perfectly predictable stream (a flat line) must not turn every tiny wobble into an alert.
-MIN_VAR_FRACTION = 0.01
 _erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
@@ -92,25 +90,40 @@ def score_from_z(z: F64) -> F64:
     return np.clip(-log10_tail(z) / 10.0, 0.0, 1.0)
 
 
+# Bins of the smoothed normalised error for each stream's history: coarse below zero (better
+# than the calibration's mean error), geometric above, up to 10^5 calibration std.
+BIN_LOW = np.concatenate(([-np.inf, -2.0, -1.0, -0.5, 0.0], np.geomspace(0.1, 1e5, 43)))
+N_BINS = len(BIN_LOW)
+
+
 class Scored(NamedTuple):
     """Per-row outputs of :meth:`ScoreState.update`."""
 
     score: F64
+    surprise: F64  # -log10 of the tail probability, unclipped (ranks strong anomalies)
     anomalous: B  # state after this sample
     entered: B
     left: B
 
 
 class ScoreState:
-    """Per-stream scorer state in arrays of length ``capacity``."""
+    """Per-stream scorer state in arrays of length ``capacity``.
+
+    The history is a decayed histogram (``hist: [capacity, N_BINS]``, float32) of the
+    stream's smoothed error, so the tail probability is empirical: an error as large as ones
+    the stream shows every day is not rare, whatever its size. The calibration prior, a
+    normal distribution of weight ``prior_samples``, keeps the probability of a size never
+    seen above zero.
+    """
 
     def __init__(self, capacity: int, params: ScoringParams) -> None:
         self.params = params
         self.smooth = np.zeros(capacity)
         self.primed = np.zeros(capacity, bool)
-        self.mean = np.zeros(capacity)
-        self.var = np.full(capacity, params.prior_var)
+        self.hist = np.zeros((capacity, N_BINS), np.float32)
         self.n = np.zeros(capacity, np.int64)
+        # learn from everything until n reaches this (history_warmup; longer after an expiry)
+        self.warm_until = np.full(capacity, params.history_warmup, np.int64)
         self.above = np.zeros(capacity, np.int64)
         self.below = np.zeros(capacity, np.int64)
         self.anomalous = np.zeros(capacity, bool)
@@ -120,14 +133,26 @@ class ScoreState:
     def reset(self, slots: I64 | list[int]) -> None:
         self.smooth[slots] = 0.0
         self.primed[slots] = False
-        self.mean[slots] = 0.0
-        self.var[slots] = self.params.prior_var
+        self.hist[slots] = 0.0
         self.n[slots] = 0
+        self.warm_until[slots] = self.params.history_warmup
         self.above[slots] = 0
         self.below[slots] = 0
         self.anomalous[slots] = False
         self.run[slots] = 0
         self.last_score[slots] = 0.0
+
+    def log10_tail(self, slots: I64, s: F64, bins: I64) -> F64:
+        """``log10 P(history >= s)`` with the calibration prior mixed in."""
+        p = self.params
+        h = self.hist[slots].astype(np.float64)
+        tail = np.cumsum(h[:, ::-1], axis=1)[:, ::-1][np.arange(len(slots)), bins]
+        total = h.sum(axis=1)
+        log_prior = np.log10(p.prior_samples) + log10_tail(s / math.sqrt(p.prior_var))
+        with np.errstate(divide="ignore"):
+            log_mass = np.where(tail > 0, np.log10(tail + 10.0**log_prior), log_prior)
+        out: F64 = log_mass - np.log10(total + p.prior_samples)
+        return np.minimum(out, 0.0)
 
     def update(self, slots: I64, error: F64) -> Scored:
         """Score one error per row; ``slots`` must be distinct within a call."""
@@ -141,8 +166,9 @@ class ScoreState:
         self.smooth[slots] = s
         self.primed[slots] = True
 
-        mean, var = self.mean[slots], self.var[slots]
-        score = score_from_z((s - mean) / np.sqrt(var))
+        bins = np.searchsorted(BIN_LOW, s, side="right") - 1
+        surprise = -self.log10_tail(slots, s, bins)
+        score = np.clip(surprise / 10.0, 0.0, 1.0)
         self.last_score[slots] = score
 
         was = self.anomalous[slots]
@@ -150,7 +176,7 @@ class ScoreState:
         cool = score < p.threshold_low
         above = np.where(hot, self.above[slots] + 1, 0)
         below = np.where(cool, self.below[slots] + 1, 0)
-        warming = self.n[slots] < p.history_warmup
+        warming = self.n[slots] < self.warm_until[slots]
         entered = ~was & (above >= p.enter_after) & ~warming
         run = np.where(was, self.run[slots] + 1, 0)
         expired = was & (run >= p.max_anomaly_samples)
@@ -162,18 +188,14 @@ class ScoreState:
         self.run[slots] = np.where(now, run, 0)
         if expired.any():
             es = slots[expired]
-            self.mean[es] = s[expired]
-            self.var[es] = p.prior_var
+            self.hist[es] = 0.0
             self.n[es] = 0
+            self.warm_until[es] = max(p.history_warmup, p.prior_samples)
 
         learn = (~now & ~hot & ~expired) | warming
         if learn.any():
             ls = slots[learn]
-            n = self.n[ls]
-            w = np.maximum(1.0 / p.history_samples, 1.0 / (n + 1 + p.prior_samples))
-            delta = s[learn] - self.mean[ls]
-            self.mean[ls] += w * delta
-            new_var = (1 - w) * (self.var[ls] + w * delta**2)
-            self.var[ls] = np.maximum(new_var, MIN_VAR_FRACTION * p.prior_var)
-            self.n[ls] = n + 1
-        return Scored(score, now, entered, left)
+            self.hist[ls] *= np.float32(1.0 - 1.0 / p.history_samples)
+            self.hist[ls, bins[learn]] += 1.0
+            self.n[ls] += 1
+        return Scored(score, surprise, now, entered, left)

@@ -62,11 +62,11 @@ def test_history_does_not_learn_from_anomalous_samples() -> None:
     slots = np.array([0])
     for _ in range(200):
         st.update(slots, np.array([0.1]))
-    mean, var, n = st.mean[0], st.var[0], st.n[0]
+    hist, n = st.hist[0].copy(), st.n[0]
     for _ in range(500):  # a long anomaly
         r = st.update(slots, np.array([3.0]))
     assert r.anomalous[0]
-    assert (st.mean[0], st.var[0], st.n[0]) == (mean, var, n)
+    assert st.n[0] == n and np.array_equal(st.hist[0], hist)
     assert r.score[0] == 1.0  # still fully anomalous: it never became "normal"
 
 
@@ -105,3 +105,16 @@ def test_history_warmup_learns_a_streams_own_error_level_before_verdicts() -> No
     assert not any(bool(r.anomalous[0]) for r in after)
     r = [st.update(slots, np.array([3.0])) for _ in range(3)]
     assert r[-1].anomalous[0]  # a real jump still alerts
+
+
+def test_errors_that_recur_stop_being_rare() -> None:
+    """A large error every 50 samples (a daily step a forecaster cannot time) is learnt as
+    normal, while a larger one never seen still alerts."""
+    st = ScoreState(1, params(history_warmup=500, smoothing_alpha=1.0, enter_after=1))
+    slots = np.array([0])
+    entered = [
+        bool(st.update(slots, np.array([0.6 if i % 50 == 0 else 0.1])).entered[0])
+        for i in range(3000)
+    ]
+    assert not any(entered)
+    assert st.update(slots, np.array([5.0])).entered[0]
