@@ -190,6 +190,8 @@ def _cmd_evaluate(ns: argparse.Namespace) -> int:
         model=Path(ns.model) if ns.model else None,
         train_head=ns.train_head,
         plots=not ns.no_plots,
+        jobs=ns.jobs,
+        window=ns.window,
     )
     print(table(summary))
     print(
@@ -208,6 +210,8 @@ def _add_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--config", help="TOML file for the scoring and inference settings")
     p.add_argument("--mode", choices=("step", "window"))
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--jobs", type=int, default=0, help="parallel files (default: one per core)")
+    p.add_argument("--window", type=int, default=32, help="window of the per-file models")
     p.set_defaults(func=_cmd_evaluate)
 
 

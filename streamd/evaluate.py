@@ -70,14 +70,16 @@ def window_rows(timestamps: list[str], limits: list[list[str]], path: str) -> li
     return sorted(out)
 
 
-def _model_for(path: Path, model: Path | None, train_head: float | None, workdir: Path) -> Path:
+def _model_for(
+    path: Path, model: Path | None, train_head: float | None, workdir: Path, window: int
+) -> Path:
     if model is not None:
         return model
     assert train_head is not None
     from training.loop import LoopConfig
     from training.run import TrainOptions, train
 
-    out = workdir / "models" / f"{path.stem}-head{train_head:g}.onnx"
+    out = workdir / "models" / f"{path.stem}-head{train_head:g}-w{window}.onnx"
     if out.is_file():  # training is seeded: same file and head give the same model
         return out
     train(
@@ -86,6 +88,7 @@ def _model_for(path: Path, model: Path | None, train_head: float | None, workdir
             out=out,
             report_dir=workdir / "models" / path.stem,
             head_fraction=train_head,
+            window=window,
             loop=LoopConfig(progress=False),
         )
     )
@@ -99,9 +102,10 @@ def evaluate_file(
     model: Path | None,
     train_head: float | None,
     workdir: Path,
+    window: int = 32,
 ) -> FileOutcome:
     t0 = time.perf_counter()
-    model_path = _model_for(path, model, train_head, workdir)
+    model_path = _model_for(path, model, train_head, workdir, window)
     fc = Forecaster(model_path, intra_op_threads=settings.inference.intra_op_threads)
     series = read_series(path, ["value"], keep_invalid=True)
     # NAB's probationary period is for learning: the stream learns its error level through it.
@@ -190,6 +194,7 @@ def evaluate(
     train_head: float | None = None,
     plots: bool = True,
     jobs: int = 0,
+    window: int = 32,
 ) -> dict[str, Any]:
     """Run the whole evaluation; returns (and writes) the summary."""
     try:
@@ -207,7 +212,14 @@ def evaluate(
     with ProcessPoolExecutor(jobs or os.cpu_count() or 1, initializer=_one_thread_each) as pool:
         futures = {
             pool.submit(
-                evaluate_file, data / rel, windows_by_file[rel], settings, model, train_head, out
+                evaluate_file,
+                data / rel,
+                windows_by_file[rel],
+                settings,
+                model,
+                train_head,
+                out,
+                window,
             ): rel
             for rel in names
         }
