@@ -184,6 +184,8 @@ class Daemon:
             self._publish_scores(batch, res, scored)
         if res.evicted:
             m.stream_evictions.inc(res.evicted)
+            for stream in res.evicted_ids:
+                m.forget_stream(stream)  # no stale per-stream series for a stream we dropped
         if res.gap_resets:
             m.stream_resets.inc(res.gap_resets)
         active = self.pipeline.active_streams

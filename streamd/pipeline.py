@@ -91,6 +91,7 @@ class BatchResult:
     error: F64  # RMS scaled error, NaN where not scored
     alerts: list[AlertEvent] = field(default_factory=list)
     evicted: int = 0
+    evicted_ids: list[str] = field(default_factory=list)
     gap_resets: int = 0
 
 
@@ -157,6 +158,7 @@ class Pipeline:
             if look.new:
                 if look.evicted is not None:
                     res.evicted += 1
+                    res.evicted_ids.append(look.evicted)
                     self.active.pop(slot, None)
                     seen.pop(slot, None)  # the evicted stream's earlier rows keep their round
                 self.state.reset([slot])

@@ -73,8 +73,9 @@ def test_gap_sends_stream_back_to_warmup(tiny_model) -> None:
 def test_eviction_at_the_stream_cap(tiny_model) -> None:
     p = make(tiny_model, max_streams=3)
     vals = two_feature_series(5, 6)
-    evicted = sum(p.process(samples(f"s{i}", vals)).evicted for i in range(5))
-    assert evicted == 2 and p.active_streams == 3
+    results = [p.process(samples(f"s{i}", vals)) for i in range(5)]
+    assert sum(r.evicted for r in results) == 2 and p.active_streams == 3
+    assert [i for r in results for i in r.evicted_ids] == ["s0", "s1"]
 
 
 def test_level_shift_alert_carries_feature_contributions(tiny_model, normal_csv) -> None:
