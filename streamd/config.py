@@ -114,7 +114,7 @@ class ScoringSettings(Section):
     history_samples: int = Field(2000, ge=10, description="horizon of each stream's error history")
     prior_samples: int = Field(50, ge=1, description="weight of the card's calibration prior")
     history_warmup: int = Field(
-        100, ge=0, description="scored samples a stream learns from before it gives verdicts"
+        300, ge=0, description="scored samples a stream learns from before it gives verdicts"
     )
     scaling_horizon: int = Field(
         5000, ge=10, description="horizon of per-stream scaling (models with per-stream scaling)"

@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     scenario = Scenario(
-        streams=args.streams, samples=900, kinds=DEMO_KINDS, anomaly_start=450, seed=1
+        streams=args.streams, samples=1100, kinds=DEMO_KINDS, anomaly_start=650, seed=1
     )
     rate = args.streams * scenario.samples / args.seconds
     work = Path(tempfile.mkdtemp(prefix="streamd-demo-"))

@@ -53,7 +53,7 @@ class ScoringParams:
     smoothing_alpha: float = 0.3
     history_samples: int = 2000
     prior_samples: int = 50
-    history_warmup: int = 100
+    history_warmup: int = 300
     threshold: float = 0.5
     threshold_low: float = 0.3
     enter_after: int = 2

@@ -12,9 +12,10 @@ from streamd.scoring import ScoringParams
 from streamd.synth import PROFILES, Injection, inject, normal_series
 
 
-def make(tiny_model, mode: str = "window", **kw: object) -> Pipeline:
+def make(tiny_model, mode: str = "window", history_warmup: int = 50, **kw: object) -> Pipeline:
     fc = Forecaster(tiny_model[0])
-    return Pipeline(fc, ScoringParams.from_calibration(fc.card.calibration), mode=mode, **kw)  # type: ignore[arg-type]
+    params = ScoringParams.from_calibration(fc.card.calibration, history_warmup=history_warmup)
+    return Pipeline(fc, params, mode=mode, **kw)  # type: ignore[arg-type]
 
 
 def two_feature_series(n: int, seed: int) -> np.ndarray:
