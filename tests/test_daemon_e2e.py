@@ -135,46 +135,23 @@ def test_health_and_clean_stop(daemon) -> None:
     assert "stopped after" in log.read_text()
 
 
+def streamd_run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["streamd", "run", *args], capture_output=True, text=True, timeout=60)
+
+
 def test_bad_config_fails_at_start_naming_the_field(tmp_path: Path) -> None:
     conf = tmp_path / "streamd.toml"
+    model = str(DEFAULT_MODEL)
     conf.write_text("[mqtt]\nport = 70000\n")
-    r = subprocess.run(
-        ["streamd", "run", "--config", str(conf), "--model", str(DEFAULT_MODEL)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    r = streamd_run("--config", str(conf), "--model", model)
     assert r.returncode == 2 and "mqtt.port" in r.stderr and "Traceback" not in r.stderr
     conf.write_text('[inference]\nmode = "step"\nbatch_size = 3\n')
-    r = subprocess.run(
-        ["streamd", "run", "--check-config", "--config", str(conf), "--model", str(DEFAULT_MODEL)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    r = streamd_run("--check-config", "--config", str(conf), "--model", model)
     assert r.returncode == 2 and "inference.batch_size" in r.stderr
     conf.write_text('[inference]\nmode = "step"\n')
-    r = subprocess.run(
-        ["streamd", "run", "--check-config", "--config", str(conf), "--model", str(DEFAULT_MODEL)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    r = streamd_run("--check-config", "--config", str(conf), "--model", model)
     assert r.returncode == 0 and "self-test" in r.stdout
-    r = subprocess.run(
-        [
-            "streamd",
-            "run",
-            "--check-config",
-            "--config",
-            str(conf),
-            "--model",
-            str(tmp_path / "x.onnx"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    r = streamd_run("--check-config", "--config", str(conf), "--model", str(tmp_path / "x.onnx"))
     assert r.returncode == 1 and "no such file" in r.stderr
 
 

@@ -54,7 +54,7 @@ def test_hysteresis_enter_after_k_leave_after_m() -> None:
         assert r.anomalous[0] and not r.left[0]
     r = st.update(slots, normal)
     assert r.left[0] and not r.anomalous[0]
-    assert st.anomalous[1] == False  # noqa: E712  (the other stream is untouched)
+    assert not st.anomalous[1]  # the other stream is untouched
 
 
 def test_history_does_not_learn_from_anomalous_samples() -> None:
