@@ -115,27 +115,25 @@ def start_daemon(
         "STREAMD_MQTT__CLIENT_ID": f"streamd-demo-{mqtt_port}",
         **(extra_env or {}),
     }
-    out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115  (lives with the process)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamd",
-            "run",
-            "--model",
-            str(model),
-            "--mqtt-port",
-            str(mqtt_port),
-            "--http-port",
-            str(http_port),
-            "--topic",
-            "sensors/#",
-        ],
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT if log_path else subprocess.DEVNULL,
-    )
-    return proc
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamd",
+        "run",
+        "--model",
+        str(model),
+        "--mqtt-port",
+        str(mqtt_port),
+        "--http-port",
+        str(http_port),
+        "--topic",
+        "sensors/#",
+    ]
+    if log_path is None:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The child gets its own copy of the descriptor; ours can close as soon as it has started.
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_ready(http_port: int, timeout_s: float = 30.0) -> None:
