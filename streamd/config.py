@@ -7,6 +7,7 @@ invalid values raise :class:`~streamd.errors.ConfigError` naming the field.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -156,6 +157,24 @@ class StateSettings(Section):
     max_gap_s: float = Field(
         3600.0, gt=0, description="a longer silence sends the stream back to warm-up"
     )
+    snapshot_path: Path | None = Field(
+        None,
+        description="state snapshot file; unset means $STATE_DIRECTORY/state.npz under "
+        "systemd (StateDirectory=), else no snapshots",
+    )
+    snapshot_interval_s: float = Field(
+        60.0, gt=0, description="how often the snapshot is written (and always at shutdown)"
+    )
+    stop_timeout_s: float = Field(
+        10.0, gt=0, description="longest SIGTERM drain before streamd exits anyway"
+    )
+
+    def resolved_snapshot_path(self, environ: Mapping[str, str]) -> Path | None:
+        """The snapshot file: the setting, else systemd's state directory, else none."""
+        if self.snapshot_path is not None:
+            return self.snapshot_path
+        state_dir = environ.get("STATE_DIRECTORY", "").split(":")[0]
+        return Path(state_dir) / "state.npz" if state_dir else None
 
 
 class LoggingSettings(Section):

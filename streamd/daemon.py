@@ -9,27 +9,34 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from types import FrameType
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from streamd import snapshot
 from streamd.config import Settings
+from streamd.errors import ModelError
 from streamd.handoff import SampleQueue
 from streamd.http_server import HttpServer
 from streamd.inference import Forecaster
 from streamd.logs import RateLimitedLog
 from streamd.metrics import Metrics
 from streamd.mqtt_io import MqttLink
+from streamd.notify import Notifier
 from streamd.payload import PayloadParser, Sample
 from streamd.pipeline import DUPLICATE, OUT_OF_ORDER, SCORED, WARMUP, BatchResult, Pipeline
 from streamd.scoring import ScoringParams
 
 log = logging.getLogger(__name__)
 DRAIN_GRACE_S = 0.3
+STATUS_INTERVAL_S = 5.0
+RELOAD_TIMEOUT_S = 30.0
 
 
 def topic_safe(stream: str) -> str:
@@ -37,10 +44,10 @@ def topic_safe(stream: str) -> str:
     return stream.replace("+", "_").replace("#", "_")
 
 
-def build_pipeline(settings: Settings, model: Forecaster) -> Pipeline:
-    """The scoring pipeline for ``settings`` (shared with ``replay``)."""
+def scoring_params(settings: Settings, model: Forecaster) -> ScoringParams:
+    """The scoring settings with ``model``'s calibration."""
     sc = settings.scoring
-    params = ScoringParams.from_calibration(
+    return ScoringParams.from_calibration(
         model.card.calibration,
         smoothing_alpha=sc.smoothing_alpha,
         history_samples=sc.history_samples,
@@ -52,9 +59,14 @@ def build_pipeline(settings: Settings, model: Forecaster) -> Pipeline:
         leave_after=sc.leave_after,
         max_anomaly_samples=sc.max_anomaly_samples,
     )
+
+
+def build_pipeline(settings: Settings, model: Forecaster) -> Pipeline:
+    """The scoring pipeline for ``settings`` (shared with ``replay``)."""
+    sc = settings.scoring
     return Pipeline(
         model,
-        params,
+        scoring_params(settings, model),
         mode=settings.inference.mode,
         max_streams=settings.state.max_streams,
         max_gap_s=settings.state.max_gap_s,
@@ -64,20 +76,32 @@ def build_pipeline(settings: Settings, model: Forecaster) -> Pipeline:
 
 
 class Daemon:
-    """One running streamd; :meth:`run` blocks until SIGTERM/SIGINT (or :meth:`request_stop`)."""
+    """One running streamd; :meth:`run` blocks until SIGTERM/SIGINT (or :meth:`request_stop`).
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    The worker thread owns the pipeline: model swaps (SIGHUP) and periodic snapshots happen
+    there, between batches. The main thread only handles signals, systemd notifications and
+    the watchdog, which it pings only while the worker shows progress.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry, settings.http.stream_score_cap)
-        self.model = Forecaster(
-            settings.model.path, intra_op_threads=settings.inference.intra_op_threads
-        )
+        self.notifier = Notifier(dict(env))
+        self.model = self._load_model()
         card = self.model.card
         self.metrics.set_model(
             card.name, card.version, str(settings.model.path), settings.inference.mode
         )
         self.pipeline = build_pipeline(settings, self.model)
+        self.snapshot_path = settings.state.resolved_snapshot_path(env)
+        self._restore_snapshot()
         self.queue = SampleQueue(settings.inference.queue_max)
         self.metrics.queue_capacity.set(settings.inference.queue_max)
         self.problems = RateLimitedLog(log, settings.logging.per_message_interval_s)
@@ -91,8 +115,13 @@ class Daemon:
             else None
         )
         self._stop = threading.Event()
+        self._reload = threading.Event()
         self._worker_done = threading.Event()
         self._worker = threading.Thread(target=self._work, name="worker", daemon=True)
+        self._swap: tuple[Forecaster, threading.Event] | None = None
+        self._swap_lock = threading.Lock()
+        self.heartbeat = time.monotonic()  # the worker's last sign of life
+        self._next_snapshot = time.monotonic() + settings.state.snapshot_interval_s
         self.batches = 0
 
     def ready(self) -> bool:
@@ -101,11 +130,20 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def request_reload(self) -> None:
+        self._reload.set()
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._stop.set()  # only queue the request; the main loop acts
+        # only queue the request; the main loop acts
+        (self._reload if signum == signal.SIGHUP else self._stop).set()
+
+    def _load_model(self) -> Forecaster:
+        return Forecaster(
+            self.settings.model.path, intra_op_threads=self.settings.inference.intra_op_threads
+        )
 
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         if self.http is not None:
             self.http.start()
@@ -120,26 +158,173 @@ class Daemon:
             len(card.features),
             card.window,
         )
-        while not self._stop.wait(0.5):
-            pass
+        self._supervise()
+        return self._shutdown()
+
+    def _supervise(self) -> None:
+        """Main loop: READY once connected, STATUS, watchdog pings, reloads; until stop."""
+        notified_ready = False
+        last_status = 0.0
+        tick = 0.5 if self.notifier.watchdog_s is None else min(0.5, self.notifier.watchdog_s / 4)
+        while not self._stop.wait(tick):
+            now = time.monotonic()
+            if self._reload.is_set():
+                self._reload.clear()
+                self._reload_model()
+            if not notified_ready and self.ready():
+                self.notifier.ready(self._status())
+                notified_ready = True
+            elif now - last_status >= STATUS_INTERVAL_S:
+                self.notifier.status(self._status())
+                last_status = now
+            wd = self.notifier.watchdog_s
+            if wd is not None and now - self.heartbeat < wd / 2:
+                self.notifier.watchdog()  # a stuck worker stops the pings; systemd restarts us
+
+    def _status(self) -> str:
+        conn = "connected" if self.ready() else "connecting to broker"
+        return (
+            f"{conn}; model {self.model.card.version}; {self.pipeline.active_streams} streams; "
+            f"{self.batches} batches"
+        )
+
+    def _shutdown(self) -> int:
+        st = self.settings.state
+        self.notifier.stopping()
         log.info("stopping: draining %d queued samples", len(self.queue))
         self.link.pause()
         time.sleep(DRAIN_GRACE_S)  # messages already in flight still arrive and are queued
         self._worker_done.set()
-        self._worker.join()
+        self._worker.join(st.stop_timeout_s)
+        code = 0
+        if self._worker.is_alive():
+            log.error(
+                "the queue did not drain within %.1f s (stop_timeout_s); %d samples not scored",
+                st.stop_timeout_s,
+                len(self.queue),
+            )
+            code = 1
+        else:
+            self._write_snapshot()
         self.link.stop()
         if self.http is not None:
             self.http.stop()
+        self.notifier.close()
         log.info("stopped after %d batches", self.batches)
-        return 0
+        return code
+
+    # -- model reload (main thread prepares, worker swaps) -------------------------------
+
+    def _reload_model(self) -> None:
+        path = self.settings.model.path
+        self.notifier.reloading()
+        log.info("reloading the model from %s", path)
+        try:
+            model = self._load_model()  # checks the graph and runs the card's self-test
+            old = self.model.card
+            if model.card.features != old.features:
+                raise ModelError(
+                    str(path),
+                    f"reads features {list(model.card.features)}, the running model "
+                    f"{list(old.features)}; restart streamd to change features",
+                )
+        except (ModelError, OSError) as e:
+            self.metrics.model_reloads.labels("failed").inc()
+            log.error("model reload failed, keeping version %s: %s", self.model.card.version, e)
+            self.notifier.ready(self._status())
+            return
+        done = threading.Event()
+        with self._swap_lock:
+            self._swap = (model, done)
+        if not done.wait(RELOAD_TIMEOUT_S):
+            log.error("the worker did not take the new model within %.0f s", RELOAD_TIMEOUT_S)
+        card = model.card
+        self.metrics.set_model(card.name, card.version, str(path), self.settings.inference.mode)
+        self.metrics.model_reloads.labels("ok").inc()
+        self.notifier.ready(self._status())
+
+    def _take_swap(self) -> None:
+        with self._swap_lock:
+            swap, self._swap = self._swap, None
+        if swap is None:
+            return
+        model, done = swap
+        old = self.model.card
+        if self.pipeline.can_swap_to(model):
+            self.pipeline.swap_model(model, scoring_params(self.settings, model))
+            kept = "streams kept"
+        else:
+            self.pipeline = build_pipeline(self.settings, model)
+            kept = "other inputs: every stream warms up again"
+        self.model = model
+        log.info(
+            "model %s version %s replaced version %s (%s)",
+            model.card.name,
+            model.card.version,
+            old.version,
+            kept,
+        )
+        done.set()
+
+    # -- state snapshots ----------------------------------------------------------------
+
+    def _restore_snapshot(self) -> None:
+        path = self.snapshot_path
+        if path is None:
+            log.info("no state snapshots (set state.snapshot_path or run under systemd)")
+            return
+        if not path.exists():
+            log.info("no state snapshot at %s yet; streams start cold", path)
+            return
+        try:
+            got = snapshot.load(self.pipeline, path)
+        except (snapshot.SnapshotMismatch, ValueError, OSError, KeyError) as e:
+            self.metrics.snapshot_discarded.inc()
+            log.warning("state snapshot %s not loaded: %s", path, e)
+            self.pipeline = build_pipeline(self.settings, self.model)  # drop partial restores
+            return
+        self.metrics.snapshot_restored_streams.set(got.streams)
+        log.info(
+            "restored %d streams (%d open alerts) from %s, written %.0f s ago",
+            got.streams,
+            got.open_alerts,
+            path,
+            time.time() - got.saved_at,
+        )
+
+    def _write_snapshot(self) -> None:
+        path = self.snapshot_path
+        if path is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            size = snapshot.save(self.pipeline, path)
+        except OSError as e:
+            self.metrics.snapshot_writes.labels("failed").inc()
+            self.problems.error("snapshot", "cannot write state snapshot %s: %s", path, e)
+            return
+        self.metrics.snapshot_writes.labels("ok").inc()
+        self.metrics.snapshot_last_success.set(time.time())
+        log.debug(
+            "snapshot of %d streams, %d bytes, in %.1f ms",
+            self.pipeline.active_streams,
+            size,
+            (time.perf_counter() - t0) * 1000,
+        )
 
     # -- worker thread -----------------------------------------------------------------
 
     def _work(self) -> None:
         inf = self.settings.inference
+        interval = self.settings.state.snapshot_interval_s
         wait_s = inf.batch_max_wait_ms / 1000.0
         q = self.queue
         while True:
+            self.heartbeat = now = time.monotonic()
+            self._take_swap()
+            if now >= self._next_snapshot:
+                self._write_snapshot()
+                self._next_snapshot = now + interval
             batch = q.drain(inf.batch_max_size)
             if not batch:
                 if self._worker_done.is_set():
@@ -177,9 +362,14 @@ class Daemon:
         for s in batch:
             observe(now - s.received_at_s)
         scored = np.flatnonzero(res.status == SCORED)
-        latest = {batch[i].stream: float(res.score[i]) for i in scored}
-        for stream, score in latest.items():
-            m.set_stream_score(stream, score)
+        latest = {batch[i].stream: (float(res.score[i]), bool(res.anomalous[i])) for i in scored}
+        for stream, (score, anomalous) in latest.items():
+            m.set_stream_score(stream, score, anomalous)
+        seen = {
+            batch[i].stream: batch[i].received_at_s for i in np.flatnonzero(res.status <= WARMUP)
+        }
+        for stream, when in seen.items():
+            m.set_stream_seen(stream, when)
         if self.settings.alerts.publish_scores:
             self._publish_scores(batch, res, scored)
         if res.evicted:

@@ -46,6 +46,12 @@ class RateLimitedLog:
         self._lock = threading.Lock()
 
     def warning(self, key: str, msg: str, *args: object) -> None:
+        self.log(logging.WARNING, key, msg, *args)
+
+    def error(self, key: str, msg: str, *args: object) -> None:
+        self.log(logging.ERROR, key, msg, *args)
+
+    def log(self, level: int, key: str, msg: str, *args: object) -> None:
         now = time.monotonic()
         with self._lock:
             last = self._last.get(key)
@@ -55,6 +61,6 @@ class RateLimitedLog:
             self._last[key] = now
             suppressed = self._suppressed.pop(key, 0)
         if suppressed:
-            self.logger.warning(msg + " (%d similar suppressed)", *args, suppressed)
+            self.logger.log(level, msg + " (%d similar suppressed)", *args, suppressed)
         else:
-            self.logger.warning(msg, *args)
+            self.logger.log(level, msg, *args)

@@ -6,6 +6,7 @@ Names follow DESIGN.md (prefix ``streamd_``, unit suffixes). Every label set is 
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import threading
 
@@ -119,6 +120,18 @@ class Metrics:
             ["stream"],
             registry=registry,
         )
+        self.stream_anomalous = Gauge(
+            "streamd_stream_anomalous",
+            "1 while a stream is in an anomaly (same capped set as the score)",
+            ["stream"],
+            registry=registry,
+        )
+        self.stream_last_seen = Gauge(
+            "streamd_stream_last_seen_timestamp_seconds",
+            "When a stream's last accepted sample arrived (same capped set as the score)",
+            ["stream"],
+            registry=registry,
+        )
         self.stream_scores_omitted = Gauge(
             "streamd_stream_scores_omitted",
             "Streams left out of the per-stream score gauge (cap)",
@@ -126,18 +139,61 @@ class Metrics:
         )
         self._score_streams: set[str] = set()
         self._lock = threading.Lock()
+        self.model_reloads = Counter(
+            "streamd_model_reloads",
+            "Model reloads (SIGHUP), by result; a failed one keeps the old model",
+            ["result"],
+            registry=registry,
+        )
+        self.snapshot_writes = Counter(
+            "streamd_snapshot_writes",
+            "State snapshot writes, by result",
+            ["result"],
+            registry=registry,
+        )
+        for r in ("ok", "failed"):
+            self.model_reloads.labels(r)
+            self.snapshot_writes.labels(r)
+        self.snapshot_last_success = Gauge(
+            "streamd_snapshot_last_success_timestamp_seconds",
+            "When the state snapshot was last written",
+            registry=registry,
+        )
+        self.snapshot_discarded = Counter(
+            "streamd_snapshot_discarded",
+            "Snapshots not loaded at start (another model or mode, or damaged)",
+            registry=registry,
+        )
+        self.snapshot_restored_streams = Gauge(
+            "streamd_snapshot_restored_streams",
+            "Streams restored from the snapshot at start",
+            registry=registry,
+        )
 
     def set_model(self, name: str, version: str, path: str, mode: str) -> None:
         self.model_info.info({"name": name, "version": version, "path": path, "mode": mode})
 
-    def set_stream_score(self, stream: str, score: float) -> bool:
-        """Export ``stream``'s score if it is already exported or the cap has room."""
+    def _exported(self, stream: str) -> bool:
+        """Whether ``stream`` has per-stream series: already, or now if the cap has room."""
         with self._lock:
             if stream not in self._score_streams:
                 if len(self._score_streams) >= self.stream_score_cap:
                     return False
                 self._score_streams.add(stream)
+        return True
+
+    def set_stream_score(self, stream: str, score: float, anomalous: bool) -> bool:
+        """Export ``stream``'s score and state if it is exported or the cap has room."""
+        if not self._exported(stream):
+            return False
         self.stream_score.labels(stream).set(score)
+        self.stream_anomalous.labels(stream).set(1.0 if anomalous else 0.0)
+        return True
+
+    def set_stream_seen(self, stream: str, when_s: float) -> bool:
+        if not self._exported(stream):
+            return False
+        self.stream_last_seen.labels(stream).set(when_s)
         return True
 
     @property
@@ -148,4 +204,6 @@ class Metrics:
         with self._lock:
             if stream in self._score_streams:
                 self._score_streams.discard(stream)
-                self.stream_score.remove(stream)
+                for gauge in (self.stream_score, self.stream_anomalous, self.stream_last_seen):
+                    with contextlib.suppress(KeyError):  # seen but never scored
+                        gauge.remove(stream)

@@ -71,7 +71,9 @@ class AlertEvent:
 
 
 @dataclass
-class _Active:
+class OpenAlert:
+    """An anomaly in progress: what its alerts report (peak, mean contributions)."""
+
     alert_id: str
     start_ts: float
     peak: float
@@ -129,13 +131,39 @@ class Pipeline:
             mode=mode,
         )
         self.scores = ScoreState(max_streams, params)
-        self.active: dict[int, _Active] = {}
+        self.active: dict[int, OpenAlert] = {}
         self._card_offset = card.scaler.offset.astype(np.float64)
         self._card_scale = card.scaler.scale.astype(np.float64)
 
     @property
     def active_streams(self) -> int:
         return len(self.table)
+
+    def can_swap_to(self, model: Forecaster) -> bool:
+        """Whether ``model`` reads the same inputs, so stream windows and scaling carry over."""
+        old, new = self.card, model.card
+        return (
+            new.features == old.features
+            and new.window == old.window
+            and new.per_stream_scaling == old.per_stream_scaling
+        )
+
+    def swap_model(self, model: Forecaster, params: ScoringParams) -> None:
+        """Serve ``model`` from the next batch on, keeping every stream (a SIGHUP reload).
+
+        The same model version changes nothing. Another version keeps windows, timestamps,
+        scaling and open alerts, and relearns error histories (see :meth:`ScoreState.relearn`).
+        """
+        if not self.can_swap_to(model):
+            raise ValueError("the new model reads other inputs; build a new Pipeline")
+        same = model.card.version == self.card.version
+        self.model, self.card = model, model.card
+        self._card_offset = model.card.scaler.offset.astype(np.float64)
+        self._card_scale = model.card.scaler.scale.astype(np.float64)
+        if not same:
+            self.state.restart_model_input(model.card.layers, model.card.state_size)
+            self.scores.relearn(params)
+            self.params = params
 
     def process(self, samples: list[Sample]) -> BatchResult:
         """Score ``samples`` (any streams, arrival order); returns one outcome per sample."""
@@ -291,12 +319,12 @@ class Pipeline:
             score = float(scored.score[j])
             stream = self.table.ids[slot] or ""
             if scored.entered[j]:
-                act = _Active(uuid.uuid4().hex, float(ts[j]), score, np.zeros(len(names)))
+                act = OpenAlert(uuid.uuid4().hex, float(ts[j]), score, np.zeros(len(names)))
                 self.active[slot] = act
             else:
                 got = self.active.get(slot)
                 if got is None:  # entered before a reset we did not see; start tracking now
-                    got = _Active(uuid.uuid4().hex, float(ts[j]), score, np.zeros(len(names)))
+                    got = OpenAlert(uuid.uuid4().hex, float(ts[j]), score, np.zeros(len(names)))
                     self.active[slot] = got
                 act = got
             act.peak = max(act.peak, score)

@@ -116,6 +116,20 @@ class ScoreState:
     seen above zero.
     """
 
+    # Per-slot arrays (all indexed on axis 0) that a state snapshot holds.
+    SLOT_FIELDS = (
+        ("smooth", 0),
+        ("primed", 0),
+        ("hist", 0),
+        ("n", 0),
+        ("warm_until", 0),
+        ("above", 0),
+        ("below", 0),
+        ("anomalous", 0),
+        ("run", 0),
+        ("last_score", 0),
+    )
+
     def __init__(self, capacity: int, params: ScoringParams) -> None:
         self.params = params
         self.smooth = np.zeros(capacity)
@@ -141,6 +155,19 @@ class ScoreState:
         self.anomalous[slots] = False
         self.run[slots] = 0
         self.last_score[slots] = 0.0
+
+    def relearn(self, params: ScoringParams) -> None:
+        """Adopt ``params`` (a new model's calibration) and relearn every error history.
+
+        Errors of another model are not comparable, so histories restart with a warm-up;
+        alert states stay, so an open anomaly still ends with a ``resolved`` alert.
+        """
+        self.params = params
+        self.smooth[:] = 0.0
+        self.primed[:] = False
+        self.hist[:] = 0.0
+        self.n[:] = 0
+        self.warm_until[:] = params.history_warmup
 
     def log10_tail(self, slots: I64, s: F64, bins: I64) -> F64:
         """``log10 P(history >= s)`` with the calibration prior mixed in."""

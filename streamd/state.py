@@ -62,6 +62,10 @@ class StreamTable:
     def slot_of(self, stream: str) -> int | None:
         return self._slots.get(stream)
 
+    def items(self) -> list[tuple[str, int]]:
+        """``(stream, slot)`` pairs, least recently seen first (the order to restore in)."""
+        return list(self._slots.items())
+
 
 class StreamState:
     """Model-side arrays for ``capacity`` streams.
@@ -71,6 +75,20 @@ class StreamState:
     prediction of each stream's next sample, ``scale_mean``/``scale_var: [capacity, features]``
     the per-stream scaling statistics (models with per-stream scaling).
     """
+
+    # Per-slot arrays and the axis that indexes slots (what a state snapshot holds).
+    SLOT_FIELDS = (
+        ("last_ts", 0),
+        ("count", 0),
+        ("has_pred", 0),
+        ("pred", 0),
+        ("hidden", 1),
+        ("ring", 0),
+        ("ring_pos", 0),
+        ("scale_n", 0),
+        ("scale_mean", 0),
+        ("scale_var", 0),
+    )
 
     def __init__(
         self, capacity: int, *, features: int, window: int, layers: int, state_size: int, mode: str
@@ -110,6 +128,17 @@ class StreamState:
         self.scale_n[slots] = 0
         self.scale_mean[slots] = 0.0
         self.scale_var[slots] = 0.0
+
+    def restart_model_input(self, layers: int, state_size: int) -> None:
+        """Forget what a model computed (step mode's hidden state, pending predictions).
+
+        For a model swap: windows, timestamps and scaling are model-independent and stay;
+        step mode feeds the new model ``window`` samples again before it predicts.
+        """
+        self.has_pred[:] = False
+        if self.mode == "step":
+            self.hidden = np.zeros((layers, self.capacity, state_size), np.float32)
+            self.count[:] = 0
 
     def windows(self, slots: I64) -> F32:
         """Raw windows ``[len(slots), window, features]`` of ``slots``, oldest first."""
