@@ -30,6 +30,7 @@ I64 = npt.NDArray[np.int64]
 SCORED, WARMUP, OUT_OF_ORDER, DUPLICATE = 0, 1, 2, 3
 STATUS_NAMES = ("scored", "warmup", "out_of_order", "duplicate")
 MIN_SCALE = 1e-6
+SWAP_BATCH = 1024  # windows per ONNX call when a new model re-predicts every stream
 
 
 @dataclass
@@ -164,6 +165,11 @@ class Pipeline:
             self.state.restart_model_input(model.card.layers, model.card.state_size)
             self.scores.relearn(params)
             self.params = params
+            if self.mode == "window":  # full windows: the new model predicts at once
+                full = np.array([s for _, s in self.table.items()], np.int64)
+                full = full[self.state.count[full] >= model.card.window]
+                for i in range(0, len(full), SWAP_BATCH):
+                    self._predict_windows(full[i : i + SWAP_BATCH])
 
     def process(self, samples: list[Sample]) -> BatchResult:
         """Score ``samples`` (any streams, arrival order); returns one outcome per sample."""
@@ -292,13 +298,17 @@ class Pipeline:
             st.push(slots, raw.astype(np.float32))
             full = st.count[slots] >= card.window
             if full.any():
-                f_slots = slots[full]
-                win = st.windows(f_slots).astype(np.float64)
-                o, sc = self._scaling(f_slots)
-                o3 = o[:, None, :] if o.ndim == 2 else o
-                s3 = sc[:, None, :] if sc.ndim == 2 else sc
-                st.pred[f_slots] = self.model.predict_windows(((win - o3) / s3).astype(np.float32))
-                st.has_pred[f_slots] = True
+                self._predict_windows(slots[full])
+
+    def _predict_windows(self, slots: I64) -> None:
+        """Window mode: each slot's prediction of its next sample from its full window."""
+        st = self.state
+        win = st.windows(slots).astype(np.float64)
+        o, sc = self._scaling(slots)
+        o3 = o[:, None, :] if o.ndim == 2 else o
+        s3 = sc[:, None, :] if sc.ndim == 2 else sc
+        st.pred[slots] = self.model.predict_windows(((win - o3) / s3).astype(np.float32))
+        st.has_pred[slots] = True
 
     def _track_alerts(
         self,

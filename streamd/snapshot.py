@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +37,14 @@ class Restored:
     saved_at: float
 
 
-def _parts(p: Pipeline) -> tuple[tuple[str, StreamState | ScoreState], ...]:
-    return (("s", p.state), ("c", p.scores))
+def _fields(p: Pipeline) -> Iterator[tuple[str, np.ndarray, int]]:
+    """``(key, array, slot axis)`` of every per-slot array in use (not the other mode's)."""
+    parts: tuple[tuple[str, StreamState | ScoreState], ...] = (("s", p.state), ("c", p.scores))
+    for prefix, part in parts:
+        for name, axis in part.SLOT_FIELDS:
+            array = getattr(part, name)
+            if array.shape[axis]:
+                yield f"{prefix}.{name}", array, axis
 
 
 def _header(p: Pipeline) -> dict[str, object]:
@@ -60,9 +67,8 @@ def save(pipeline: Pipeline, path: Path) -> int:
     ids = [stream for stream, _ in items]
     slots = np.array([slot for _, slot in items], np.int64)
     arrays: dict[str, np.ndarray] = {}
-    for prefix, part in _parts(pipeline):
-        for name, axis in part.SLOT_FIELDS:
-            arrays[f"{prefix}.{name}"] = np.take(getattr(part, name), slots, axis=axis)
+    for key, array, axis in _fields(pipeline):
+        arrays[key] = np.take(array, slots, axis=axis)
     position = {slot: i for i, (_, slot) in enumerate(items)}
     active = [(position[slot], a) for slot, a in pipeline.active.items() if slot in position]
     header = _header(pipeline) | {
@@ -114,12 +120,9 @@ def load(pipeline: Pipeline, path: Path) -> Restored:
         first = len(ids) - len(keep)
         slots = np.array([pipeline.table.lookup(stream).slot for stream in keep], np.int64)
         rows = np.arange(first, len(ids))
-        for prefix, part in _parts(pipeline):
-            for name, axis in part.SLOT_FIELDS:
-                saved = np.take(z[f"{prefix}.{name}"], rows, axis=axis)
-                target = getattr(part, name)
-                index = (slice(None),) * axis + (slots,)
-                target[index] = saved
+        for key, array, axis in _fields(pipeline):
+            index = (slice(None),) * axis + (slots,)
+            array[index] = np.take(z[key], rows, axis=axis)
         contrib = z["alert_contrib"]
     restored = 0
     for a, c in zip(header["alerts"], contrib, strict=True):
