@@ -284,6 +284,7 @@ class Daemon:
             self.pipeline = build_pipeline(self.settings, self.model)  # drop partial restores
             return
         self.metrics.snapshot_restored_streams.set(got.streams)
+        self.metrics.active_streams.set(self.pipeline.active_streams)
         log.info(
             "restored %d streams (%d open alerts) from %s, written %.0f s ago",
             got.streams,

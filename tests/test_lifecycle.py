@@ -1,0 +1,253 @@
+"""The daemon's lifecycle as systemd and operators drive it, over a real Mosquitto.
+
+systemd's notify protocol against a real ``AF_UNIX`` datagram socket; SIGHUP model reload
+(good and corrupt files); state snapshots across a restart; a snapshot location that
+cannot be written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import DEFAULT_MODEL
+from paho.mqtt.enums import CallbackAPIVersion
+
+from streamd.demo import free_port, metric_values, scrape, start_daemon, wait_ready
+from streamd.synth import PROFILES, normal_series
+
+T0 = 1_767_225_600.0
+STEP_S = 300.0
+
+
+def publish_normal(port: int, streams: int, start: int, count: int, seed: int = 0) -> int:
+    """Publish samples ``start .. start+count`` of ``streams`` normal streams at QoS 1."""
+    rng = np.random.default_rng(seed)
+    series = [
+        normal_series(PROFILES[i % len(PROFILES)], start + count, STEP_S, rng)
+        for i in range(streams)
+    ]
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    infos = []
+    for t in range(start, start + count):
+        for k in range(streams):
+            body = json.dumps({"ts": T0 + t * STEP_S, "value": float(series[k][t])})
+            infos.append(client.publish(f"sensors/s{k}", body, qos=1))
+    for info in infos:
+        info.wait_for_publish(timeout=30)
+    client.disconnect()
+    client.loop_stop()
+    return len(infos)
+
+
+def wait_metric(http_port: int, name: str, at_least: float, timeout_s: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        m = metric_values(scrape(http_port))
+        if m.get(name, 0.0) >= at_least or time.monotonic() > deadline:
+            return m
+        time.sleep(0.2)
+
+
+def model_version(m: dict[str, float]) -> str:
+    (key,) = [k for k in m if k.startswith("streamd_model_info{")]
+    return key.split('version="')[1].split('"')[0]
+
+
+def new_version_of(model: Path, out: Path, version: str) -> Path:
+    """``model`` with another version in its card: what a retrained model looks like."""
+    m = onnx.load(str(model))
+    for prop in m.metadata_props:
+        if prop.key == "streamd":
+            card = json.loads(prop.value)
+            card["version"] = version
+            prop.value = json.dumps(card)
+    onnx.save(m, str(out))
+    return out
+
+
+class NotifySocket:
+    """The service manager's end of the notify protocol: a bound datagram socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[str] = []
+
+    def collect(self, until: str, timeout_s: float = 30.0) -> list[str]:
+        """Read until a message containing ``until`` arrives; returns all messages so far."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+            if until in self.messages[-1]:
+                return self.messages
+        raise AssertionError(f"no {until!r} within {timeout_s} s; got {self.messages}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    s = NotifySocket(tmp_path / "notify.sock")
+    yield s
+    s.close()
+
+
+def start(broker: int, model: Path, tmp_path: Path, env: dict[str, str], name: str = "d"):
+    http_port = free_port()
+    log = tmp_path / f"{name}.log"
+    proc = start_daemon(model, broker, http_port, extra_env=env, log_path=log)
+    return proc, http_port, log
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(30)
+
+
+def test_notify_protocol_watchdog_and_sighup_reload(
+    broker: int, tmp_path: Path, notify: NotifySocket
+) -> None:
+    model = tmp_path / "model.onnx"
+    shutil.copy(DEFAULT_MODEL, model)
+    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
+    proc, http_port, log = start(broker, model, tmp_path, env)
+    try:
+        msgs = notify.collect("READY=1")
+        assert any("STATUS=connected" in m for m in msgs if "READY=1" in m)
+        notify.collect("WATCHDOG=1")
+        before = metric_values(scrape(http_port))
+        old_version = model_version(before)
+
+        # a retrained model replaces the file; SIGHUP swaps it in
+        new_version_of(DEFAULT_MODEL, tmp_path / "next.onnx", "a1b2c3d4e5f6")
+        (tmp_path / "next.onnx").replace(model)
+        proc.send_signal(signal.SIGHUP)
+        msgs = notify.collect("READY=1")
+        reload_msgs = msgs[msgs.index(next(m for m in msgs if "RELOADING=1" in m)) :]
+        assert "MONOTONIC_USEC=" in reload_msgs[0] and any("READY=1" in m for m in reload_msgs)
+        m = metric_values(scrape(http_port))
+        assert model_version(m) == "a1b2c3d4e5f6" != old_version
+        assert m['streamd_model_reloads_total{result="ok"}'] == 1
+
+        # a corrupt file: the reload fails, the running model keeps serving
+        model.write_bytes(b"\x08\x01 not an onnx model")
+        proc.send_signal(signal.SIGHUP)
+        m = wait_metric(http_port, 'streamd_model_reloads_total{result="failed"}', 1)
+        assert m['streamd_model_reloads_total{result="failed"}'] == 1
+        assert model_version(m) == "a1b2c3d4e5f6"
+        wait_ready(http_port, 5)
+        sent = publish_normal(broker, streams=2, start=0, count=50)
+        m = wait_metric(http_port, 'streamd_messages_total{result="accepted"}', sent)
+        assert m['streamd_messages_total{result="accepted"}'] == sent
+
+        assert stop(proc) == 0
+        msgs = notify.collect("STOPPING=1")
+        kinds = [k for m in msgs for k in ("READY=1", "WATCHDOG=1", "STOPPING=1") if k in m]
+        first_ready = kinds.index("READY=1")
+        assert "WATCHDOG=1" in kinds[first_ready:] and kinds[-1] == "STOPPING=1"
+        text = log.read_text()
+        assert "model reload failed, keeping version a1b2c3d4e5f6" in text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_restart_restores_state_without_a_second_warmup(broker: int, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {"STATE_DIRECTORY": str(state), "STREAMD_MQTT__CLIENT_ID": "streamd-restart"}
+    proc, http_port, log = start(broker, DEFAULT_MODEL, tmp_path, env, "first")
+    try:
+        wait_ready(http_port)
+        sent = publish_normal(broker, streams=3, start=0, count=400)
+        m = wait_metric(http_port, 'streamd_messages_total{result="accepted"}', sent)
+        assert m['streamd_samples_total{outcome="scored"}'] > 0
+        assert stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (state / "state.npz").is_file()
+
+    proc, http_port, log = start(broker, DEFAULT_MODEL, tmp_path, env, "second")
+    try:
+        wait_ready(http_port)
+        m = metric_values(scrape(http_port))
+        assert m["streamd_snapshot_restored_streams"] == 3
+        assert m["streamd_active_streams"] == 3
+        # the same 3 streams go on: every sample is scored at once, none warms up again
+        more = publish_normal(broker, streams=3, start=400, count=40)
+        m = wait_metric(http_port, 'streamd_messages_total{result="accepted"}', more)
+        assert m['streamd_samples_total{outcome="scored"}'] == more
+        assert m['streamd_samples_total{outcome="warmup"}'] == 0
+        assert "restored 3 streams" in log.read_text()
+        assert stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_snapshot_of_another_model_is_discarded_with_a_metric(broker: int, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {"STATE_DIRECTORY": str(state)}
+    proc, http_port, _ = start(broker, DEFAULT_MODEL, tmp_path, env, "first")
+    wait_ready(http_port)
+    publish_normal(broker, streams=2, start=0, count=40)
+    wait_metric(http_port, 'streamd_messages_total{result="accepted"}', 80)
+    assert stop(proc) == 0
+    other = new_version_of(DEFAULT_MODEL, tmp_path / "other.onnx", "0123456789ab")
+    proc, http_port, log = start(broker, other, tmp_path, env, "second")
+    try:
+        wait_ready(http_port)
+        m = metric_values(scrape(http_port))
+        assert m["streamd_snapshot_discarded_total"] == 1
+        assert m["streamd_snapshot_restored_streams"] == 0
+        assert "model_version" in log.read_text()
+        assert stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_unwritable_snapshot_is_counted_and_scoring_goes_on(broker: int, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    env = {
+        "STREAMD_STATE__SNAPSHOT_PATH": str(blocker / "state.npz"),
+        "STREAMD_STATE__SNAPSHOT_INTERVAL_S": "0.5",
+    }
+    proc, http_port, log = start(broker, DEFAULT_MODEL, tmp_path, env)
+    try:
+        wait_ready(http_port)
+        sent = publish_normal(broker, streams=2, start=0, count=400)
+        m = wait_metric(http_port, 'streamd_snapshot_writes_total{result="failed"}', 2)
+        m = wait_metric(http_port, 'streamd_messages_total{result="accepted"}', sent)
+        assert m['streamd_snapshot_writes_total{result="failed"}'] >= 2
+        assert m['streamd_snapshot_writes_total{result="ok"}'] == 0
+        assert m['streamd_messages_total{result="accepted"}'] == sent
+        assert m['streamd_samples_total{outcome="scored"}'] > 0
+        assert "cannot write state snapshot" in log.read_text()
+        assert stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
