@@ -11,11 +11,11 @@ import re
 import shutil
 import socket
 import subprocess
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomllib
 from conftest import REPO
 
 from streamd.notify import Notifier
