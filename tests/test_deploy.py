@@ -154,3 +154,10 @@ def test_notifier_speaks_the_datagram_protocol(tmp_path: Path, abstract: bool) -
 def test_notifier_is_silent_outside_systemd() -> None:
     n = Notifier({"WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"})
     assert not n.enabled and n.watchdog_s is None and not n.ready("x")
+
+
+def test_deploy_doc_carries_the_current_configuration_reference() -> None:
+    from streamd.config import defaults_as_toml
+
+    doc = (REPO / "docs" / "deploy.md").read_text()
+    assert "```toml\n" + defaults_as_toml() + "\n```" in doc, "run: streamd config; update docs"

@@ -251,3 +251,30 @@ def test_unwritable_snapshot_is_counted_and_scoring_goes_on(broker: int, tmp_pat
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_password_never_reaches_the_logs(broker: int, tmp_path: Path) -> None:
+    secret = "s3cret-Pa55-" + str(free_port())
+    (tmp_path / "mqtt-password").write_text(secret + "\n")
+    env = {
+        "STREAMD_MQTT__USERNAME": "streamd",
+        "STREAMD_MQTT__PASSWORD_FILE": str(tmp_path / "mqtt-password"),
+        "STREAMD_LOGGING__LEVEL": "DEBUG",
+        "STREAMD_LOGGING__FORMAT": "json",
+    }
+    proc, http_port, log = start(broker, DEFAULT_MODEL, tmp_path, env)
+    try:
+        wait_ready(http_port)
+        publish_normal(broker, streams=1, start=0, count=20)
+        wait_metric(http_port, 'streamd_messages_total{result="accepted"}', 20)
+        proc.send_signal(signal.SIGHUP)  # a reload logs too
+        wait_metric(http_port, 'streamd_model_reloads_total{result="ok"}', 1)
+        metrics_text = scrape(http_port)
+        assert stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert len(lines) > 5 and any("connected to" in rec["msg"] for rec in lines)
+    assert secret not in text and secret not in metrics_text
