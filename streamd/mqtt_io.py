@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -73,6 +74,11 @@ class MqttLink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_connect_fail = self._on_connect_fail
+        # paho's own errors (a TLS alert from the broker, say) name the cause of a failed
+        # connection; its per-packet debug lines would flood the log, so WARNING and up only.
+        paho_log = logging.getLogger("streamd.paho")
+        paho_log.setLevel(logging.WARNING)
+        self.client.enable_logger(paho_log)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -135,11 +141,15 @@ class MqttLink:
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self.metrics.mqtt_connect_failures.inc()
+        # paho calls this from inside its ``except OSError``: the exception says why
+        # (refused, unreachable, a TLS certificate problem).
+        error = sys.exc_info()[1]
         self.problems.warning(
             "connect",
-            "cannot reach broker %s:%d; retrying with backoff",
+            "cannot connect to broker %s:%d (%s); retrying with backoff",
             self.settings.host,
             self.settings.port,
+            error if error is not None else "connection failed",
         )
 
     def _on_disconnect(
@@ -150,6 +160,16 @@ class MqttLink:
         self.metrics.mqtt_connected.set(0)
         if was:
             log.warning("disconnected from broker: %s", reason)
+        else:  # closed before CONNACK: a TLS or protocol refusal, not a lost connection
+            self.metrics.mqtt_connect_failures.inc()
+            self.problems.warning(
+                "connect",
+                "broker %s:%d closed the connection before accepting it (%s); "
+                "retrying with backoff",
+                self.settings.host,
+                self.settings.port,
+                reason,
+            )
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         now = time.time()
