@@ -61,6 +61,11 @@ class MqttSettings(Section):
         "or 'field:NAME' (a payload field)",
     )
     max_payload_bytes: int = Field(4096, ge=16, description="larger messages are rejected")
+    ack_after_scoring: bool = Field(
+        True,
+        description="acknowledge QoS 1/2 messages only once scored, so a crash loses none "
+        "(the broker redelivers); the broker's max_inflight_messages then bounds throughput",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> MqttSettings:

@@ -342,6 +342,8 @@ class Daemon:
                 self._process(batch)
             except Exception:  # a bug must not stop scoring every other stream
                 log.exception("worker failed on a batch of %d samples; skipped", len(batch))
+            finally:
+                self.link.ack(batch)
 
     def _process(self, batch: list[Sample]) -> None:
         m = self.metrics

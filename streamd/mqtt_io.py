@@ -54,6 +54,7 @@ class MqttLink:
             client_id=settings.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else settings.clean_start,
+            manual_ack=settings.ack_after_scoring,
             reconnect_on_failure=True,
         )
         self.client.reconnect_delay_set(
@@ -177,13 +178,29 @@ class MqttLink:
             topic = msg.topic
         except UnicodeDecodeError:
             self.metrics.messages.labels("bad_stream_id").inc()
+            self._ack_now(msg)
             return
         try:
             sample = self.parser.parse(topic, bytes(msg.payload), now)
         except PayloadError as e:
             self.metrics.messages.labels(e.reason).inc()
             self.problems.warning(e.reason, "rejected message on %r: %s", topic[:200], e)
+            self._ack_now(msg)
             return
+        if self.settings.ack_after_scoring and msg.qos:
+            sample = sample._replace(mid=msg.mid, qos=msg.qos)
         if not self.on_sample(sample):
             self.metrics.messages.labels("queue_full").inc()
             self.problems.warning("queue_full", "queue full, dropped a message on %r", topic[:200])
+            self._ack_now(msg)  # counted and dropped; holding it would stall the session
+
+    def _ack_now(self, msg: mqtt.MQTTMessage) -> None:
+        if self.settings.ack_after_scoring and msg.qos:
+            self.client.ack(msg.mid, msg.qos)
+
+    def ack(self, samples: list[Sample]) -> None:
+        """Acknowledge scored samples (worker thread): the broker may now forget them."""
+        ack = self.client.ack
+        for s in samples:
+            if s.mid:
+                ack(s.mid, s.qos)

@@ -38,6 +38,8 @@ class Sample(NamedTuple):
     ts_s: float
     values: tuple[float, ...]
     received_at_s: float
+    mid: int = 0  # MQTT message id to acknowledge once scored (0: nothing to acknowledge)
+    qos: int = 0
 
 
 def _number(v: Any) -> float:
