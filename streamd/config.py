@@ -38,7 +38,7 @@ class MqttSettings(Section):
     topics: list[str] = Field(
         default_factory=lambda: ["sensors/#"], min_length=1, description="topic filters to read"
     )
-    qos: Literal[0, 1, 2] = Field(1, description="subscription QoS")
+    qos: int = Field(1, ge=0, le=2, description="subscription QoS (0, 1 or 2)")
     clean_start: bool = Field(False, description="start a new session instead of resuming")
     session_expiry_s: int = Field(
         3600, ge=0, description="how long the broker keeps the session while streamd is away"
@@ -143,7 +143,7 @@ class AlertSettings(Section):
     topic_prefix: str = Field(
         "streamd/alerts", min_length=1, description="alerts go to PREFIX/<stream>"
     )
-    qos: Literal[0, 1, 2] = 1
+    qos: int = Field(1, ge=0, le=2, description="alert QoS (0, 1 or 2)")
     publish_scores: bool = Field(False, description="also publish every sample's score")
     score_topic_prefix: str = Field("streamd/scores", min_length=1)
 

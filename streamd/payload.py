@@ -59,7 +59,7 @@ class PayloadParser:
 
     >>> p = PayloadParser(["value"])
     >>> p.parse("sensors/a", b'{"ts": 10, "value": 1.5}', 12.0)
-    Sample(stream='sensors/a', ts_s=10.0, values=(1.5,), received_at_s=12.0)
+    Sample(stream='sensors/a', ts_s=10.0, values=(1.5,), received_at_s=12.0, mid=0, qos=0)
     >>> p.parse("sensors/a", b"2", 12.0).values
     (2.0,)
     """

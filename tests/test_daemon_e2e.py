@@ -22,6 +22,7 @@ from streamd.demo import (
     start_daemon,
     wait_ready,
 )
+from streamd.errors import ConfigError
 from streamd.simulate import Scenario, build, publish
 
 MALFORMED = [
@@ -185,3 +186,15 @@ def test_password_file_and_inline_password_are_exclusive(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="mqtt: set password or password_file"):
         load_settings(None, {"mqtt": {"password": "x", "password_file": str(secret)}})
     json.dumps(s.model_dump(mode="json"))  # settings serialise (for the docs reference)
+
+
+def test_numeric_choices_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamd.config import load_settings
+
+    monkeypatch.setenv("STREAMD_MQTT__QOS", "0")
+    monkeypatch.setenv("STREAMD_ALERTS__QOS", "2")
+    s = load_settings(None)
+    assert (s.mqtt.qos, s.alerts.qos) == (0, 2)
+    monkeypatch.setenv("STREAMD_MQTT__QOS", "3")
+    with pytest.raises(ConfigError, match=r"mqtt\.qos"):
+        load_settings(None)
