@@ -11,7 +11,7 @@ loopback port, then, under the same publisher processes and message count:
 Everything is bounded by ``--count`` messages and ``--seconds`` per phase. Prints a table and
 writes JSON. On these machines run-to-run noise is large: compare ratios within one run.
 
-    python bench/throughput.py                                  # QoS 0/1 x 1k/10k streams x step/window
+    python bench/throughput.py         # QoS 0/1 x 1k/10k streams x step/window
     python bench/throughput.py --streams 1000000 --count 1000000 --qos 1 --modes step  # explosion
 """
 
@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                     cases.append(c)
                     print(
                         f"{c.qos:>3} {c.streams:>8} {c.mode:>6} {c.ceiling_msg_s:>10,.0f} "
-                        f"{c.daemon_msg_s:>10,.0f} {c.ratio:>6.2f} {c.p50_ms:>7.1f} {c.p99_ms:>7.1f} "
+                        f"{c.daemon_msg_s:>10,.0f} {c.ratio:>6.2f} "
+                        f"{c.p50_ms:>7.1f} {c.p99_ms:>7.1f} "
                         f"{c.daemon_cpu_pct:>6.0f} {c.rss_start_mb:>7.0f} {c.rss_peak_mb:>8.0f} "
                         f"{c.evictions:>8,}",
                         flush=True,
