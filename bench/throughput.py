@@ -12,7 +12,8 @@ Everything is bounded by ``--count`` messages and ``--seconds`` per phase. Print
 writes JSON. On these machines run-to-run noise is large: compare ratios within one run.
 
     python bench/throughput.py         # QoS 0/1 x 1k/10k streams x step/window
-    python bench/throughput.py --streams 1000000 --count 1000000 --qos 1 --modes step  # explosion
+    python bench/throughput.py --streams 1000000 --count 1000000 --max-streams 10000 --qos 1 \\
+        --modes step --seconds 400                      # stream explosion: RSS stays bounded
 """
 
 from __future__ import annotations
@@ -175,7 +176,9 @@ class Case:
     queue_full: int = 0
 
 
-def run_case(case: Case, count: int, procs: int, seconds: float, workdir: Path) -> Case:
+def run_case(
+    case: Case, count: int, procs: int, seconds: float, workdir: Path, max_streams: int = 0
+) -> Case:
     port = free_port()
     broker, _ = start_broker(port, workdir)
     try:
@@ -199,7 +202,7 @@ def run_case(case: Case, count: int, procs: int, seconds: float, workdir: Path) 
             "STREAMD_INFERENCE__MODE": case.mode,
             "STREAMD_MQTT__QOS": str(case.qos),
             "STREAMD_MQTT__CLEAN_START": "true",
-            "STREAMD_STATE__MAX_STREAMS": str(min(case.streams, 100_000)),
+            "STREAMD_STATE__MAX_STREAMS": str(max_streams or min(case.streams, 100_000)),
             "STREAMD_LOGGING__LEVEL": "WARNING",
         }
         log = workdir / f"streamd-{case.qos}-{case.streams}-{case.mode}.log"
@@ -258,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=60000, help="messages per phase")
     ap.add_argument("--publishers", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=60.0, help="time bound per phase")
+    ap.add_argument(
+        "--max-streams", type=int, default=0, help="streamd's stream cap (default: the streams)"
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "throughput.json")
     ns = ap.parse_args(argv)
     cases = []
@@ -271,7 +277,12 @@ def main(argv: list[str] | None = None) -> int:
             for streams in ns.streams:
                 for mode in ns.modes:
                     c = run_case(
-                        Case(qos, streams, mode), ns.count, ns.publishers, ns.seconds, Path(tmp)
+                        Case(qos, streams, mode),
+                        ns.count,
+                        ns.publishers,
+                        ns.seconds,
+                        Path(tmp),
+                        ns.max_streams,
                     )
                     cases.append(c)
                     print(
