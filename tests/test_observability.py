@@ -7,6 +7,7 @@ name must exist in a real scrape, so neither can drift from the code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -133,6 +134,18 @@ def query(port: int, expr: str) -> list[dict[str, Any]]:
     return result
 
 
+def wait_prometheus_ready(port: int, timeout_s: float = 60.0) -> None:
+    """Prometheus listens before its storage is up; it answers 503 until /-/ready is 200."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        url = f"http://127.0.0.1:{port}/-/ready"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as r:
+            if r.status == 200:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"Prometheus not ready after {timeout_s} s")
+
+
 def test_real_prometheus_scrapes_the_daemon_and_loads_the_rules(
     running: tuple[int, int], tmp_path: Path
 ) -> None:
@@ -160,6 +173,7 @@ def test_real_prometheus_scrapes_the_daemon_and_loads_the_rules(
     )
     try:
         wait_port(port, 30)
+        wait_prometheus_ready(port)
         deadline = time.monotonic() + 60
         up: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
