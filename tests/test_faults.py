@@ -18,7 +18,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from conftest import DEFAULT_MODEL
 from paho.mqtt.enums import CallbackAPIVersion
-from test_lifecycle import STEP_S, T0, wait_metric
+from test_lifecycle import STEP_S, T0, start, wait_metric
 
 from streamd.demo import free_port, metric_values, mosquitto_path, scrape, start_daemon, wait_port
 from streamd.demo import wait_ready as wait_http_ready
@@ -198,16 +198,8 @@ def test_sigkill_under_load_then_restart_resumes_from_the_snapshot(tmp_path: Pat
     collector = ScoreCollector(broker.port)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        http_port = free_port()
-        procs.append(
-            start_daemon(
-                DEFAULT_MODEL,
-                broker.port,
-                http_port,
-                extra_env=env,
-                log_path=tmp_path / "first.log",
-            )
-        )
+        proc, http_port, _ = start(broker.port, DEFAULT_MODEL, tmp_path, env, "first")
+        procs.append(proc)
         wait_http_ready(http_port)
         count = 900
         pub = Publisher(broker.port, count=count, rate=900)  # 2,700 messages over ~3 s
@@ -216,16 +208,8 @@ def test_sigkill_under_load_then_restart_resumes_from_the_snapshot(tmp_path: Pat
         procs[0].kill()  # SIGKILL: no drain, no final snapshot
         procs[0].wait(10)
         killed_at = time.monotonic()
-        http_port = free_port()
-        procs.append(
-            start_daemon(
-                DEFAULT_MODEL,
-                broker.port,
-                http_port,
-                extra_env=env,
-                log_path=tmp_path / "second.log",
-            )
-        )
+        proc, http_port, _ = start(broker.port, DEFAULT_MODEL, tmp_path, env, "second")
+        procs.append(proc)
         wait_http_ready(http_port)
         recovery_s = time.monotonic() - killed_at
         published = pub.finish()
