@@ -162,6 +162,14 @@ class StateSettings(Section):
     max_gap_s: float = Field(
         3600.0, gt=0, description="a longer silence sends the stream back to warm-up"
     )
+    reorder_window_ms: float = Field(
+        0.0,
+        ge=0,
+        le=60_000,
+        description="hold each sample this long, so a sample arriving up to this much after "
+        "a newer one of its stream is still scored, in order; adds as much to alert latency "
+        "and, at QoS 1, to acknowledgements (see docs/deploy.md); 0 turns it off",
+    )
     snapshot_path: Path | None = Field(
         None,
         description="state snapshot file; unset means $STATE_DIRECTORY/state.npz under "

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import threading
 import time
 from collections.abc import Mapping
+from operator import attrgetter
 from types import FrameType
 
 import numpy as np
@@ -31,6 +33,7 @@ from streamd.mqtt_io import MqttLink
 from streamd.notify import Notifier
 from streamd.payload import PayloadParser, Sample
 from streamd.pipeline import DUPLICATE, OUT_OF_ORDER, SCORED, WARMUP, BatchResult, Pipeline
+from streamd.reorder import ReorderBuffer
 from streamd.scoring import ScoringParams
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,7 @@ class Daemon:
         self.snapshot_path = settings.state.resolved_snapshot_path(env)
         self._restore_snapshot()
         self.queue = SampleQueue(settings.inference.queue_max)
+        self.reorder = ReorderBuffer(settings.state.reorder_window_ms / 1000.0)
         self.metrics.queue_capacity.set(settings.inference.queue_max)
         self.problems = RateLimitedLog(log, settings.logging.per_message_interval_s)
         parser = PayloadParser(
@@ -181,6 +185,10 @@ class Daemon:
             if wd is not None and now - self.heartbeat < wd / 2:
                 self.notifier.watchdog()  # a stuck worker stops the pings; systemd restarts us
 
+    def _waiting(self) -> int:
+        """Samples not yet scored: queued, or held in the reorder buffer."""
+        return len(self.queue) + len(self.reorder)
+
     def _status(self) -> str:
         conn = "connected" if self.ready() else "connecting to broker"
         return (
@@ -191,7 +199,7 @@ class Daemon:
     def _shutdown(self) -> int:
         st = self.settings.state
         self.notifier.stopping()
-        log.info("stopping: draining %d queued samples", len(self.queue))
+        log.info("stopping: draining %d queued samples", self._waiting())
         self.link.pause()
         time.sleep(DRAIN_GRACE_S)  # messages already in flight still arrive and are queued
         self._worker_done.set()
@@ -201,7 +209,7 @@ class Daemon:
             log.error(
                 "the queue did not drain within %.1f s (stop_timeout_s); %d samples not scored",
                 st.stop_timeout_s,
-                len(self.queue),
+                self._waiting(),
             )
             code = 1
         else:
@@ -316,34 +324,53 @@ class Daemon:
     # -- worker thread -----------------------------------------------------------------
 
     def _work(self) -> None:
-        inf = self.settings.inference
         interval = self.settings.state.snapshot_interval_s
-        wait_s = inf.batch_max_wait_ms / 1000.0
-        q = self.queue
         while True:
             self.heartbeat = now = time.monotonic()
             self._take_swap()
             if now >= self._next_snapshot:
                 self._write_snapshot()
                 self._next_snapshot = now + interval
-            batch = q.drain(inf.batch_max_size)
+            batch = self._next_batch()
             if not batch:
-                if self._worker_done.is_set():
+                if self._worker_done.is_set() and not len(self.queue) and not len(self.reorder):
                     return
-                q.wait(0.2)
                 continue
-            deadline = batch[0].received_at_s + wait_s
-            while len(batch) < inf.batch_max_size:
-                left = deadline - time.time()
-                if left <= 0 or not q.wait(left):
-                    break
-                batch.extend(q.drain(inf.batch_max_size - len(batch)))
             try:
                 self._process(batch)
             except Exception:  # a bug must not stop scoring every other stream
                 log.exception("worker failed on a batch of %d samples; skipped", len(batch))
             finally:
                 self.link.ack(batch)
+
+    def _next_batch(self) -> list[Sample]:
+        """The next batch of due samples, or [] after waiting up to 0.2 s for one.
+
+        Samples move from the queue into the reorder buffer, which releases them
+        ``reorder_window_ms`` after arrival; a batch then waits up to ``batch_max_wait_ms``
+        to fill. At shutdown everything held is due at once.
+        """
+        inf, q, buf = self.settings.inference, self.queue, self.reorder
+        room = max(0, inf.queue_max - len(buf))
+        buf.add(q.drain(room))
+        stopping = self._worker_done.is_set()
+        batch = buf.release(math.inf if stopping else time.time(), inf.batch_max_size)
+        if not batch:
+            if not stopping:
+                q.wait(max(0.0, min(0.2, buf.next_due() - time.time())))
+            return batch
+        deadline = batch[0].received_at_s + buf.hold_s + inf.batch_max_wait_ms / 1000.0
+        while len(batch) < inf.batch_max_size:
+            left = deadline - time.time()
+            if left <= 0:
+                break
+            q.wait(min(left, max(0.0, buf.next_due() - time.time())))
+            buf.add(q.drain(max(0, inf.queue_max - len(buf))))
+            more = buf.release(time.time(), inf.batch_max_size - len(batch))
+            if more:
+                batch.extend(more)
+                batch.sort(key=attrgetter("ts_s"))  # each stream's samples in time order
+        return batch
 
     def _process(self, batch: list[Sample]) -> None:
         m = self.metrics
@@ -384,7 +411,7 @@ class Daemon:
         active = self.pipeline.active_streams
         m.active_streams.set(active)
         m.stream_scores_omitted.set(max(0, active - m.exported_score_streams))
-        m.queue_depth.set(len(self.queue))
+        m.queue_depth.set(self._waiting())
         self.batches += 1
 
     def _publish_alerts(self, res: BatchResult) -> None:

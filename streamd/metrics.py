@@ -88,7 +88,9 @@ class Metrics:
             "streamd_stream_resets", "Streams sent back to warm-up after a gap", registry=registry
         )
         self.queue_depth = Gauge(
-            "streamd_queue_depth", "Samples waiting for the worker", registry=registry
+            "streamd_queue_depth",
+            "Samples waiting for the worker (queued, or held to restore their order)",
+            registry=registry,
         )
         self.queue_capacity = Gauge(
             "streamd_queue_capacity", "Size of the bounded queue", registry=registry
