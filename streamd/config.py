@@ -103,6 +103,18 @@ class InferenceSettings(Section):
         5.0, ge=0, le=10_000, description="longest wait to fill a batch"
     )
     queue_max: int = Field(100_000, ge=1, description="bounded queue between MQTT and the worker")
+    max_rounds_per_batch: int = Field(
+        8,
+        ge=1,
+        description="a stream's samples beyond this many in one batch wait for the next "
+        "batches (each costs a model call), so one fast stream cannot slow every other",
+    )
+    stream_backlog_max: int = Field(
+        1_000,
+        ge=1,
+        description="most samples one stream may have waiting that way; a stream that keeps "
+        "sending faster has its newest dropped (result rate_limited)",
+    )
     intra_op_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads")
 
 

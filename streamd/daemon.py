@@ -22,6 +22,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from streamd import snapshot
+from streamd.backlog import StreamBacklog
 from streamd.config import Settings
 from streamd.errors import ModelError
 from streamd.handoff import SampleQueue
@@ -32,7 +33,15 @@ from streamd.metrics import Metrics
 from streamd.mqtt_io import MqttLink
 from streamd.notify import Notifier
 from streamd.payload import PayloadParser, Sample
-from streamd.pipeline import DUPLICATE, OUT_OF_ORDER, SCORED, WARMUP, BatchResult, Pipeline
+from streamd.pipeline import (
+    DEFERRED,
+    DUPLICATE,
+    OUT_OF_ORDER,
+    SCORED,
+    WARMUP,
+    BatchResult,
+    Pipeline,
+)
 from streamd.reorder import ReorderBuffer
 from streamd.scoring import ScoringParams
 
@@ -107,6 +116,8 @@ class Daemon:
         self._restore_snapshot()
         self.queue = SampleQueue(settings.inference.queue_max)
         self.reorder = ReorderBuffer(settings.state.reorder_window_ms / 1000.0)
+        inf = settings.inference
+        self.backlog = StreamBacklog(inf.stream_backlog_max, inf.queue_max)
         self.metrics.queue_capacity.set(settings.inference.queue_max)
         self.problems = RateLimitedLog(log, settings.logging.per_message_interval_s)
         parser = PayloadParser(
@@ -186,8 +197,8 @@ class Daemon:
                 self.notifier.watchdog()  # a stuck worker stops the pings; systemd restarts us
 
     def _waiting(self) -> int:
-        """Samples not yet scored: queued, or held in the reorder buffer."""
-        return len(self.queue) + len(self.reorder)
+        """Samples not yet scored: queued, held for reordering, or in a stream's backlog."""
+        return len(self.queue) + len(self.reorder) + len(self.backlog)
 
     def _status(self) -> str:
         conn = "connected" if self.ready() else "connecting to broker"
@@ -333,15 +344,16 @@ class Daemon:
                 self._next_snapshot = now + interval
             batch = self._next_batch()
             if not batch:
-                if self._worker_done.is_set() and not len(self.queue) and not len(self.reorder):
+                if self._worker_done.is_set() and not self._waiting():
                     return
                 continue
+            done = batch
             try:
-                self._process(batch)
+                done = self._process(batch)
             except Exception:  # a bug must not stop scoring every other stream
                 log.exception("worker failed on a batch of %d samples; skipped", len(batch))
             finally:
-                self.link.ack(batch)
+                self.link.ack(done)
 
     def _next_batch(self) -> list[Sample]:
         """The next batch of due samples, or [] after waiting up to 0.2 s for one.
@@ -354,6 +366,11 @@ class Daemon:
         room = max(0, inf.queue_max - len(buf))
         buf.add(q.drain(room))
         stopping = self._worker_done.is_set()
+        if len(self.backlog):  # what fast streams left over goes first, without waiting
+            batch = self.backlog.take(inf.max_rounds_per_batch)
+            batch.extend(buf.release(time.time(), max(0, inf.batch_max_size - len(batch))))
+            batch.sort(key=attrgetter("ts_s"))
+            return batch
         batch = buf.release(math.inf if stopping else time.time(), inf.batch_max_size)
         if not batch:
             if not stopping:
@@ -372,15 +389,20 @@ class Daemon:
                 batch.sort(key=attrgetter("ts_s"))  # each stream's samples in time order
         return batch
 
-    def _process(self, batch: list[Sample]) -> None:
+    def _process(self, batch: list[Sample]) -> list[Sample]:
+        """Score ``batch``; returns the samples done with (to acknowledge), not the deferred."""
         m = self.metrics
         t0 = time.perf_counter()
-        res = self.pipeline.process(batch)
+        res = self.pipeline.process(batch, self.settings.inference.max_rounds_per_batch)
         m.inference_seconds.observe(time.perf_counter() - t0)
         m.batch_size.observe(len(batch))
         self._publish_alerts(res)
         now = time.time()
-        counts = np.bincount(res.status, minlength=4)
+        counts = np.bincount(res.status, minlength=5)
+        done = batch
+        deferred = res.status == DEFERRED
+        if counts[DEFERRED]:
+            done = self._defer(batch, deferred)
         m.messages.labels("accepted").inc(int(counts[SCORED] + counts[WARMUP]))
         if counts[OUT_OF_ORDER]:
             m.messages.labels("out_of_order").inc(int(counts[OUT_OF_ORDER]))
@@ -389,8 +411,8 @@ class Daemon:
         m.samples.labels("scored").inc(int(counts[SCORED]))
         m.samples.labels("warmup").inc(int(counts[WARMUP]))
         observe = m.latency_seconds.observe
-        for s in batch:
-            observe(now - s.received_at_s)
+        for s in batch if done is batch else (batch[i] for i in np.flatnonzero(~deferred)):
+            observe(now - s.received_at_s)  # deferred samples: once they are scored
         scored = np.flatnonzero(res.status == SCORED)
         latest = {batch[i].stream: (float(res.score[i]), bool(res.anomalous[i])) for i in scored}
         for stream, (score, anomalous) in latest.items():
@@ -413,6 +435,21 @@ class Daemon:
         m.stream_scores_omitted.set(max(0, active - m.exported_score_streams))
         m.queue_depth.set(self._waiting())
         self.batches += 1
+        return done
+
+    def _defer(self, batch: list[Sample], deferred: np.ndarray) -> list[Sample]:
+        """Move the samples the round cap deferred to the backlog; those it refuses are
+        dropped (``rate_limited``). Returns the samples done with (to acknowledge)."""
+        refused = self.backlog.put([batch[i] for i in np.flatnonzero(deferred)])
+        if refused:
+            self.metrics.messages.labels("rate_limited").inc(len(refused))
+            self.problems.warning(
+                "rate_limited",
+                "stream %s sends faster than streamd scores it: %d samples dropped",
+                refused[0].stream,
+                len(refused),
+            )
+        return [s for s, d in zip(batch, deferred, strict=True) if not d] + refused
 
     def _publish_alerts(self, res: BatchResult) -> None:
         a_cfg = self.settings.alerts

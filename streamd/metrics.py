@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from streamd import __version__
 from streamd.payload import REASONS
 
-RESULTS = ("accepted", *REASONS, "out_of_order", "duplicate", "queue_full")
+RESULTS = ("accepted", *REASONS, "out_of_order", "duplicate", "queue_full", "rate_limited")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 

@@ -5,7 +5,9 @@ daemon, ``replay`` and ``evaluate`` all score through :meth:`Pipeline.process`.
 
 A batch may hold several samples of one stream; they are processed in *rounds* (the k-th
 sample of each stream in round k), so each round is one ONNX Runtime call over distinct
-streams and a stream's samples are scored in arrival order.
+streams and a stream's samples are scored in arrival order. A round costs about as much as
+scoring a thousand distinct streams once, so :meth:`Pipeline.process` can cap the rounds
+per call: a stream's later samples come back ``DEFERRED`` for the caller to pass again.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 # Per-sample status codes (BatchResult.status) and their names (metric labels).
-SCORED, WARMUP, OUT_OF_ORDER, DUPLICATE = 0, 1, 2, 3
-STATUS_NAMES = ("scored", "warmup", "out_of_order", "duplicate")
+SCORED, WARMUP, OUT_OF_ORDER, DUPLICATE, DEFERRED = 0, 1, 2, 3, 4
+STATUS_NAMES = ("scored", "warmup", "out_of_order", "duplicate", "deferred")
 MIN_SCALE = 1e-6
 SWAP_BATCH = 1024  # windows per ONNX call when a new model re-predicts every stream
 
@@ -171,8 +173,13 @@ class Pipeline:
                 for i in range(0, len(full), SWAP_BATCH):
                     self._predict_windows(full[i : i + SWAP_BATCH])
 
-    def process(self, samples: list[Sample]) -> BatchResult:
-        """Score ``samples`` (any streams, arrival order); returns one outcome per sample."""
+    def process(self, samples: list[Sample], max_rounds: int | None = None) -> BatchResult:
+        """Score ``samples`` (any streams, arrival order); returns one outcome per sample.
+
+        With ``max_rounds``, a stream's samples after its first ``max_rounds`` are left
+        untouched and marked ``DEFERRED``: one fast stream then cannot make the call slow
+        for every other stream in it.
+        """
         n, f = len(samples), len(self.features)
         res = BatchResult(
             status=np.full(n, WARMUP, np.int8),
@@ -197,6 +204,11 @@ class Pipeline:
                     seen.pop(slot, None)  # the evicted stream's earlier rows keep their round
                 self.state.reset([slot])
                 self.scores.reset([slot])
+            k = seen.get(slot, 0)
+            if max_rounds is not None and k >= max_rounds:
+                res.status[i] = DEFERRED
+                slots[i] = -1
+                continue
             prev = last_ts[slot]
             if s.ts_s < prev:
                 res.status[i] = OUT_OF_ORDER
@@ -213,7 +225,6 @@ class Pipeline:
                 res.gap_resets += 1
             last_ts[slot] = s.ts_s
             slots[i] = slot
-            k = seen.get(slot, 0)
             seen[slot] = k + 1
             rounds[i] = k
         accepted = slots >= 0

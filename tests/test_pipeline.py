@@ -7,7 +7,7 @@ import pytest
 
 from streamd.inference import Forecaster
 from streamd.payload import Sample
-from streamd.pipeline import DUPLICATE, OUT_OF_ORDER, SCORED, WARMUP, Pipeline
+from streamd.pipeline import DEFERRED, DUPLICATE, OUT_OF_ORDER, SCORED, WARMUP, Pipeline
 from streamd.scoring import ScoringParams
 from streamd.synth import PROFILES, Injection, inject, normal_series
 
@@ -41,6 +41,33 @@ def test_batching_equals_one_at_a_time(tiny_model, mode: str) -> None:
     np.testing.assert_allclose(
         batched.score, [r.score[0] for r in one_by_one], rtol=1e-5, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("mode", ["step", "window"])
+def test_round_cap_defers_a_fast_streams_rest_and_changes_no_score(tiny_model, mode: str) -> None:
+    """A stream's samples beyond ``max_rounds`` come back DEFERRED, untouched; passing them
+    again (as the daemon does) gives exactly the scores of one uncapped call."""
+    fast = samples("fast", two_feature_series(70, 1))
+    slow = samples("slow", two_feature_series(70, 2)[:10])
+    batch = fast + slow
+    whole = make(tiny_model, mode).process(batch)
+    capped = make(tiny_model, mode)
+    got: dict[tuple[str, float], float] = {}
+    todo, calls = batch, 0
+    while todo:
+        res = capped.process(todo, max_rounds=8)
+        calls += 1
+        assert (res.status[: len(todo)] == DEFERRED).sum() == max(0, sum(
+            1 for s in todo if s.stream == "fast") - 8) + max(0, sum(
+            1 for s in todo if s.stream == "slow") - 8)  # fmt: skip
+        for s, st, sc in zip(todo, res.status, res.score, strict=True):
+            if st != DEFERRED:
+                got[(s.stream, s.ts_s)] = sc
+        todo = [s for s, st in zip(todo, res.status, strict=True) if st == DEFERRED]
+    assert calls == 9  # 70 samples of "fast", 8 per call
+    want = {(s.stream, s.ts_s): sc for s, sc in zip(batch, whole.score, strict=True)}
+    assert got.keys() == want.keys()
+    np.testing.assert_allclose([got[k] for k in want], list(want.values()), rtol=1e-5, atol=1e-6)
 
 
 def test_warmup_then_verdicts(tiny_model) -> None:
