@@ -8,6 +8,7 @@ cannot be written.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -248,6 +249,79 @@ def test_unwritable_snapshot_is_counted_and_scoring_goes_on(broker: int, tmp_pat
         assert m['streamd_samples_total{outcome="scored"}'] > 0
         assert "cannot write state snapshot" in log.read_text()
         assert stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs: a state directory that can really fill up or turn read-only."""
+    mnt = tmp_path / "small-fs"
+    mnt.mkdir()
+    got = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if got.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {got.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Fill ``directory``'s file system to the last byte; returns the filler file."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 512):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_full_then_read_only_state_directory(broker: int, tmp_path: Path, small_fs: Path) -> None:
+    """ENOSPC, then space again, then EROFS: each failed write is counted and logged, no
+    partial file is left, and scoring never stops."""
+    env = {
+        "STATE_DIRECTORY": str(small_fs),
+        "STREAMD_STATE__SNAPSHOT_INTERVAL_S": "0.3",
+        "STREAMD_LOGGING__PER_MESSAGE_INTERVAL_S": "0",  # log every failure, not one per 10 s
+    }
+    filler = fill(small_fs)
+    proc, http_port, log = start(broker, DEFAULT_MODEL, tmp_path, env)
+    failed = 'streamd_snapshot_writes_total{result="failed"}'
+    ok = 'streamd_snapshot_writes_total{result="ok"}'
+    try:
+        wait_ready(http_port)
+        sent = publish_normal(broker, streams=2, start=0, count=200)
+        m = wait_metric(http_port, failed, 2)
+        assert m[ok] == 0 and m[failed] >= 2
+        assert "No space left on device" in log.read_text()
+        assert sorted(p.name for p in small_fs.iterdir()) == ["filler"]  # no partial file
+        filler.unlink()  # space again: the next write succeeds
+        m = wait_metric(http_port, ok, 1)
+        assert (small_fs / "state.npz").exists()
+        subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+        before = m[failed]
+        m = wait_metric(http_port, failed, before + 2)
+        assert m[failed] >= before + 2
+        assert "Read-only file system" in log.read_text()
+        sent += publish_normal(broker, streams=2, start=200, count=200)
+        m = wait_metric(http_port, 'streamd_messages_total{result="accepted"}', sent)
+        assert m['streamd_messages_total{result="accepted"}'] == sent
+        assert m['streamd_samples_total{outcome="scored"}'] > 0
+        print(
+            f"state directory full, then read-only: {m[failed]:.0f} failed and {m[ok]:.0f} "
+            f"good snapshot writes; {sent} messages sent, all accepted"
+        )
+        assert stop(proc) == 0  # the final snapshot fails too; streamd still exits cleanly
     finally:
         if proc.poll() is None:
             proc.kill()
