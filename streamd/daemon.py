@@ -410,9 +410,9 @@ class Daemon:
             m.messages.labels("duplicate").inc(int(counts[DUPLICATE]))
         m.samples.labels("scored").inc(int(counts[SCORED]))
         m.samples.labels("warmup").inc(int(counts[WARMUP]))
-        observe = m.latency_seconds.observe
-        for s in batch if done is batch else (batch[i] for i in np.flatnonzero(~deferred)):
-            observe(now - s.received_at_s)  # deferred samples: once they are scored
+        scored_now = batch if done is batch else [batch[i] for i in np.flatnonzero(~deferred)]
+        received = np.fromiter((s.received_at_s for s in scored_now), np.float64, len(scored_now))
+        m.latency_seconds.observe_many(now - received)  # deferred samples: once scored
         scored = np.flatnonzero(res.status == SCORED)
         latest = {batch[i].stream: (float(res.score[i]), bool(res.anomalous[i])) for i in scored}
         for stream, (score, anomalous) in latest.items():

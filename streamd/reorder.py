@@ -48,6 +48,8 @@ class ReorderBuffer:
     def add(self, samples: list[Sample]) -> None:
         """Hold ``samples`` (in arrival order)."""
         self._held.extend(samples)
+        if not self.hold_s:  # no hold: every release takes everything, nothing is left late
+            return
         counts = self._per_stream
         for s in samples:
             counts[s.stream] = counts.get(s.stream, 0) + 1
@@ -64,8 +66,13 @@ class ReorderBuffer:
         it is not yet due or ``max_items`` is reached, so it is not left behind the newer one.
         """
         held, counts = self._held, self._per_stream
+        if not self.hold_s:  # off: only each batch's own samples are put in order
+            take = min(max_items, len(held))
+            out = [held.popleft() for _ in range(take)]
+            out.sort(key=_BY_TS)
+            return out
         cutoff = now - self.hold_s
-        out: list[Sample] = []
+        out = []
         newest: dict[str, float] = {}  # per released stream, its newest released timestamp
         while held and len(out) < max_items and held[0].received_at_s <= cutoff:
             s = held.popleft()

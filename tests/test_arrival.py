@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from conftest import DEFAULT_MODEL
 from paho.mqtt.enums import CallbackAPIVersion
-from test_lifecycle import STEP_S, T0, start, wait_metric
+from test_lifecycle import STEP_S, T0, start
 
 from streamd.demo import metric_values, scrape, wait_ready
 from streamd.payload import Sample
@@ -47,14 +47,22 @@ def test_a_late_sample_not_yet_due_comes_along_before_its_newer_one() -> None:
     assert [(s.stream, s.ts_s) for s in buf.release(math.inf, 100)] == [("a", 6.0), ("b", 9.0)]
 
 
-def test_release_respects_max_items_but_brings_late_samples_along() -> None:
-    buf = ReorderBuffer(0.0)
+@pytest.mark.parametrize("hold", [0.0, 0.1])
+def test_release_respects_max_items(hold: float) -> None:
+    buf = ReorderBuffer(hold)
     buf.add([sample(k, 1.0, 0.0) for k in "abc"])
-    assert [s.stream for s in buf.release(0.0, 2)] == ["a", "b"]
-    assert [s.stream for s in buf.release(0.0, 2)] == ["c"]
-    # beyond max_items only to keep a stream in order: ts 2 must not wait behind ts 3
+    assert [s.stream for s in buf.release(1.0, 2)] == ["a", "b"]
+    assert [s.stream for s in buf.release(1.0, 2)] == ["c"]
+
+
+def test_late_samples_come_along_beyond_max_items_and_a_zero_hold_only_sorts() -> None:
+    buf = ReorderBuffer(0.1)
     buf.add([sample("a", float(t), 0.0) for t in (3, 1, 2)])
-    assert [s.ts_s for s in buf.release(0.0, 2)] == [1.0, 2.0, 3.0]
+    # beyond max_items only to keep a stream in order: ts 2 must not wait behind ts 3
+    assert [s.ts_s for s in buf.release(1.0, 2)] == [1.0, 2.0, 3.0]
+    off = ReorderBuffer(0.0)
+    off.add([sample("a", float(t), 0.0) for t in (3, 1, 2)])
+    assert [s.ts_s for s in off.release(0.0, 2)] == [1.0, 3.0]  # each batch sorted, no more
     with pytest.raises(ValueError):
         ReorderBuffer(-1.0)
 
@@ -88,8 +96,14 @@ def test_random_arrivals_within_the_hold_come_out_in_order_per_stream() -> None:
         assert ts == sorted(ts)
 
 
-def publish_with_late_pairs(port: int, pairs: int, lag_s: float) -> int:
-    """Samples 0..N of one stream where every tenth one arrives ``lag_s`` after the next."""
+def counted(http_port: int) -> float:
+    m = metric_values(scrape(http_port))
+    return sum(v for k, v in m.items() if k.startswith("streamd_messages_total{"))
+
+
+def publish_with_late_pairs(port: int, http_port: int, pairs: int, lag_s: float | None) -> int:
+    """Samples 0..N of one stream where every tenth one arrives after the next: ``lag_s``
+    later, or (``None``) only once streamd has taken in everything before it."""
     n = 300 + 10 * pairs
     values = normal_series(PROFILES[0], n, STEP_S, np.random.default_rng(1))
     order: list[int] = list(range(300))
@@ -102,12 +116,17 @@ def publish_with_late_pairs(port: int, pairs: int, lag_s: float) -> int:
     client.loop_start()
     infos = []
     for i, t in enumerate(order):
-        if i >= 300 and (i - 300) % 10 == 9:
+        late = i >= 300 and (i - 300) % 10 == 9
+        if late and lag_s is not None:
             time.sleep(lag_s)
+        elif late:
+            for info in infos:
+                info.wait_for_publish(5)
+            deadline = time.monotonic() + 20
+            while counted(http_port) < len(infos) and time.monotonic() < deadline:
+                time.sleep(0.02)
         body = json.dumps({"ts": T0 + t * STEP_S, "value": float(values[t])})
         infos.append(client.publish("sensors/late", body, qos=1))
-        if i >= 300 and (i - 300) % 10 == 9:
-            infos[-1].wait_for_publish(5)
     for info in infos:
         info.wait_for_publish(timeout=30)
     client.disconnect()
@@ -115,25 +134,27 @@ def publish_with_late_pairs(port: int, pairs: int, lag_s: float) -> int:
     return len(infos)
 
 
-@pytest.mark.parametrize(("window_ms", "late_expected"), [(200, False), (0, True)])
+@pytest.mark.parametrize("window_ms", [200, 0])
 def test_daemon_scores_samples_that_arrive_late_within_the_window(
-    broker: int, tmp_path: Path, window_ms: int, late_expected: bool
+    broker: int, tmp_path: Path, window_ms: int
 ) -> None:
     env = {"STREAMD_STATE__REORDER_WINDOW_MS": str(window_ms)}
     proc, http_port, log = start(broker, DEFAULT_MODEL, tmp_path, env, f"w{window_ms}")
     try:
         wait_ready(http_port)
-        sent = publish_with_late_pairs(broker, pairs=10, lag_s=0.05)
-        m = wait_metric(http_port, 'streamd_messages_total{result="accepted"}', sent, 20)
-        time.sleep(0.3)
+        # with the window: 50 ms late; without: late after its newer sample was taken in
+        sent = publish_with_late_pairs(broker, http_port, 10, 0.05 if window_ms else None)
+        deadline = time.monotonic() + 20
+        while counted(http_port) < sent and time.monotonic() < deadline:
+            time.sleep(0.1)
         m = metric_values(scrape(http_port))
         late = m['streamd_messages_total{result="out_of_order"}']
         accepted = m['streamd_messages_total{result="accepted"}']
         print(f"reorder window {window_ms} ms: sent {sent}, accepted {accepted}, late {late}")
-        if late_expected:  # some late ones may still share a batch with their newer one
-            assert late > 0 and accepted + late == sent
-        else:
+        if window_ms:
             assert late == 0 and accepted == sent
+        else:
+            assert late == 10 and accepted == sent - 10
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0, log.read_text()[-2000:]
     finally:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from streamd.metrics import RESULTS, Metrics
+from streamd.metrics import LATENCY_BUCKETS, RESULTS, BatchHistogram, Metrics
 
 
 def test_every_result_label_is_exported_from_the_start() -> None:
@@ -24,3 +26,25 @@ def test_per_stream_scores_are_capped_and_the_rest_counted() -> None:
     assert reg.get_sample_value("streamd_stream_anomaly_score", {"stream": "c"}) is None
     m.forget_stream("a")
     assert m.set_stream_score("c", 0.9, False) and m.exported_score_streams == 2
+
+
+def test_batch_histogram_exposes_what_a_histogram_of_the_same_values_does() -> None:
+    values = np.random.default_rng(0).exponential(0.05, 2000)
+    values[: len(LATENCY_BUCKETS)] = LATENCY_BUCKETS  # on a bound: counted in that bucket
+    one, many = CollectorRegistry(), CollectorRegistry()
+    reference = Histogram("lat_seconds", "doc", buckets=LATENCY_BUCKETS, registry=one)
+    for v in values:
+        reference.observe(v)
+    batched = BatchHistogram("lat_seconds", "doc", LATENCY_BUCKETS, many)
+    batched.observe_many(values[:700])
+    batched.observe_many(values[700:])
+
+    def lines(reg: CollectorRegistry) -> dict[str, float]:
+        text = generate_latest(reg).decode()
+        rows = [ln.rsplit(" ", 1) for ln in text.splitlines() if ln and ln[0] != "#"]
+        return {k: float(v) for k, v in rows if "_created" not in k}
+
+    want, got = lines(one), lines(many)
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-12), key
