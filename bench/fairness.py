@@ -107,8 +107,11 @@ def phase(port: int, http_port: int, args: argparse.Namespace, flood: bool) -> d
     before = metric_values(scrape(http_port))
     victim_q: Any = mp.Queue()
     flood_q: Any = mp.Queue()
-    procs = [mp.Process(target=victims, args=(port, args.victims, args.victim_rate,
-                                               args.seconds, victim_q))]  # fmt: skip
+    procs = [
+        mp.Process(
+            target=victims, args=(port, args.victims, args.victim_rate, args.seconds, victim_q)
+        )
+    ]
     if flood:
         procs += [
             mp.Process(
@@ -179,8 +182,9 @@ def main() -> int:
         }
         if args.max_rounds:
             env["STREAMD_INFERENCE__MAX_ROUNDS_PER_BATCH"] = str(args.max_rounds)
-        proc = start_daemon(args.model, port, http_port, extra_env=env,
-                            log_path=Path(tmp) / "d.log")  # fmt: skip
+        proc = start_daemon(
+            args.model, port, http_port, extra_env=env, log_path=Path(tmp) / "d.log"
+        )
         try:
             wait_ready(http_port)
             rows = [phase(port, http_port, args, flood=False)]
@@ -194,8 +198,9 @@ def main() -> int:
     for r in rows:
         print(" | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                    "rows": rows}, indent=2))  # fmt: skip
+    args.out.write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2)
+    )
     print(f"wrote {args.out}")
     return 0
 

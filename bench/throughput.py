@@ -46,9 +46,18 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def publish_share(
-    port: int, qos: int, first: int, streams: int, count: int, deadline: float
+    port: int,
+    qos: int,
+    first: int,
+    streams: int,
+    count: int,
+    deadline: float,
+    rate: float = 0.0,
+    sent_to: Any = None,
 ) -> None:
-    """One publisher process: ``count`` messages round-robin over its ``streams``."""
+    """One publisher process: ``count`` messages round-robin over its ``streams``, at
+    ``rate`` msg/s (0: as fast as it can); puts the number sent (and, at QoS 1,
+    acknowledged by the broker) on ``sent_to``."""
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(20000)
@@ -57,7 +66,10 @@ def publish_share(
     client.connect("127.0.0.1", port)
     client.loop_start()
     sent = 0
+    t0 = time.time()
     for j in range(count):
+        if rate and j % 20 == 0 and (ahead := t0 + j / rate - time.time()) > 0:
+            time.sleep(ahead)
         k = first + j % streams
         body = b'{"ts":%d,"value":%.3f}' % (T0 + 60 * (j // streams), 20.0 + (j % 97) * 0.01)
         while client.publish(f"sensors/s{k}", body, qos=qos).rc == mqtt.MQTT_ERR_QUEUE_SIZE:
@@ -69,18 +81,37 @@ def publish_share(
         time.sleep(0.01)
     client.disconnect()
     client.loop_stop()
+    if sent_to is not None:
+        sent_to.put(sent)
 
 
 def start_publishers(
-    port: int, qos: int, streams: int, count: int, procs: int, seconds: float
+    port: int,
+    qos: int,
+    streams: int,
+    count: int,
+    procs: int,
+    seconds: float,
+    rate: float = 0.0,
+    sent_to: Any = None,
 ) -> list[mp.Process]:
+    """``procs`` publisher processes sharing ``streams``, ``count`` messages and ``rate``."""
     deadline = time.time() + seconds
     per_streams = max(1, streams // procs)
     out = []
     for i in range(procs):
         p = mp.Process(
             target=publish_share,
-            args=(port, qos, i * per_streams, per_streams, count // procs, deadline),
+            args=(
+                port,
+                qos,
+                i * per_streams,
+                per_streams,
+                count // procs,
+                deadline,
+                rate / procs,
+                sent_to,
+            ),
             daemon=True,
         )
         p.start()
@@ -174,10 +205,83 @@ class Case:
     rss_peak_mb: float = 0.0
     evictions: int = 0
     queue_full: int = 0
+    baseline_msg_s: float = 0.0  # the --baseline checkout, same publishers, same run
+    baseline_p99_ms: float = 0.0
+    baseline_cpu_pct: float = 0.0
+
+
+def measure_daemon(
+    case: Case,
+    port: int,
+    count: int,
+    procs: int,
+    seconds: float,
+    workdir: Path,
+    max_streams: int,
+    src: Path | None,
+) -> None:
+    """The real ``streamd run`` (from ``src`` if given) under the same publishers."""
+    http_port = free_port()
+    env = {
+        "STREAMD_INFERENCE__MODE": case.mode,
+        "STREAMD_MQTT__QOS": str(case.qos),
+        "STREAMD_MQTT__CLEAN_START": "true",
+        "STREAMD_STATE__MAX_STREAMS": str(max_streams or min(case.streams, 100_000)),
+        "STREAMD_LOGGING__LEVEL": "WARNING",
+    }
+    if src is not None:  # another checkout's streamd, ahead of the installed one
+        env["PYTHONPATH"] = str(src)
+    tag = "baseline" if src is not None else "now"
+    log = workdir / f"streamd-{case.qos}-{case.streams}-{case.mode}-{tag}.log"
+    daemon = start_daemon(
+        REPO / "models" / "default.onnx", port, http_port, extra_env=env, log_path=log
+    )
+    try:
+        wait_ready(http_port)
+        case.rss_start_mb = rss_mb(daemon.pid)
+        cpu0, base = cpu_seconds(daemon.pid), processed(metric_values(scrape(http_port)))
+        pubs = start_publishers(port, case.qos, case.streams, count, procs, seconds)
+        t_first = t_last = None
+        done, peak = base, case.rss_start_mb
+        deadline = time.monotonic() + seconds + 30
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = time.monotonic()
+            m = metric_values(scrape(http_port))
+            peak = max(peak, rss_mb(daemon.pid))
+            got = processed(m)
+            if got > done:
+                t_first = t_first or now
+                t_last, done = now, got
+            if got - base >= count or (
+                not any(p.is_alive() for p in pubs) and now - (t_last or now) > 3
+            ):
+                break
+        cpu1 = cpu_seconds(daemon.pid)
+        for p in pubs:
+            p.join(10)
+        case.processed = int(done - base)
+        span = max((t_last or 0) - (t_first or 0), 0.25)
+        case.daemon_msg_s = case.processed / span
+        case.daemon_cpu_pct = 100 * (cpu1 - cpu0) / span
+        case.p50_ms = 1000 * quantile(m, "streamd_end_to_end_latency_seconds", 0.5)
+        case.p99_ms = 1000 * quantile(m, "streamd_end_to_end_latency_seconds", 0.99)
+        case.rss_peak_mb = peak
+        case.evictions = int(m.get("streamd_stream_evictions_total", 0))
+        case.queue_full = int(m.get('streamd_messages_total{result="queue_full"}', 0))
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
 
 
 def run_case(
-    case: Case, count: int, procs: int, seconds: float, workdir: Path, max_streams: int = 0
+    case: Case,
+    count: int,
+    procs: int,
+    seconds: float,
+    workdir: Path,
+    max_streams: int = 0,
+    baseline: Path | None = None,
 ) -> Case:
     port = free_port()
     broker, _ = start_broker(port, workdir)
@@ -196,55 +300,14 @@ def run_case(
         sub.join(10)
         case.ceiling_msg_s = n / max(last - first, 1e-9)
 
-        # 2. the daemon
-        http_port = free_port()
-        env = {
-            "STREAMD_INFERENCE__MODE": case.mode,
-            "STREAMD_MQTT__QOS": str(case.qos),
-            "STREAMD_MQTT__CLEAN_START": "true",
-            "STREAMD_STATE__MAX_STREAMS": str(max_streams or min(case.streams, 100_000)),
-            "STREAMD_LOGGING__LEVEL": "WARNING",
-        }
-        log = workdir / f"streamd-{case.qos}-{case.streams}-{case.mode}.log"
-        daemon = start_daemon(
-            REPO / "models" / "default.onnx", port, http_port, extra_env=env, log_path=log
-        )
-        try:
-            wait_ready(http_port)
-            case.rss_start_mb = rss_mb(daemon.pid)
-            cpu0, base = cpu_seconds(daemon.pid), processed(metric_values(scrape(http_port)))
-            pubs = start_publishers(port, case.qos, case.streams, count, procs, seconds)
-            t_first = t_last = None
-            done, peak = base, case.rss_start_mb
-            deadline = time.monotonic() + seconds + 30
-            while time.monotonic() < deadline:
-                time.sleep(0.25)
-                now = time.monotonic()
-                m = metric_values(scrape(http_port))
-                peak = max(peak, rss_mb(daemon.pid))
-                got = processed(m)
-                if got > done:
-                    t_first = t_first or now
-                    t_last, done = now, got
-                if got - base >= count or (
-                    not any(p.is_alive() for p in pubs) and now - (t_last or now) > 3
-                ):
-                    break
-            cpu1 = cpu_seconds(daemon.pid)
-            for p in pubs:
-                p.join(10)
-            case.processed = int(done - base)
-            span = max((t_last or 0) - (t_first or 0), 0.25)
-            case.daemon_msg_s = case.processed / span
-            case.daemon_cpu_pct = 100 * (cpu1 - cpu0) / span
-            case.p50_ms = 1000 * quantile(m, "streamd_end_to_end_latency_seconds", 0.5)
-            case.p99_ms = 1000 * quantile(m, "streamd_end_to_end_latency_seconds", 0.99)
-            case.rss_peak_mb = peak
-            case.evictions = int(m.get("streamd_stream_evictions_total", 0))
-            case.queue_full = int(m.get('streamd_messages_total{result="queue_full"}', 0))
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(30)
+        # 2. the daemon (and, with a baseline checkout, the daemon as it was)
+        measure_daemon(case, port, count, procs, seconds, workdir, max_streams, None)
+        if baseline is not None:
+            before = Case(case.qos, case.streams, case.mode)
+            measure_daemon(before, port, count, procs, seconds, workdir, max_streams, baseline)
+            case.baseline_msg_s = before.daemon_msg_s
+            case.baseline_p99_ms = before.p99_ms
+            case.baseline_cpu_pct = before.daemon_cpu_pct
     finally:
         broker.terminate()
         broker.wait(10)
@@ -264,12 +327,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--max-streams", type=int, default=0, help="streamd's stream cap (default: the streams)"
     )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of an earlier streamd (git worktree add /tmp/before REV): measured "
+        "too, under the same publishers, for a before/after in one run",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "throughput.json")
     ns = ap.parse_args(argv)
     cases = []
     header = (
         f"{'qos':>3} {'streams':>8} {'mode':>6} {'ceiling/s':>10} {'streamd/s':>10} {'ratio':>6} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'cpu %':>6} {'rss MB':>7} {'peak MB':>8} {'evicted':>8}"
+        + (f" {'before/s':>9} {'ratio':>6} {'p99 ms':>7}" if ns.baseline else "")
     )
     print(header)
     with tempfile.TemporaryDirectory() as tmp:
@@ -283,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                         ns.seconds,
                         Path(tmp),
                         ns.max_streams,
+                        ns.baseline,
                     )
                     cases.append(c)
                     print(
@@ -290,7 +361,13 @@ def main(argv: list[str] | None = None) -> int:
                         f"{c.daemon_msg_s:>10,.0f} {c.ratio:>6.2f} "
                         f"{c.p50_ms:>7.1f} {c.p99_ms:>7.1f} "
                         f"{c.daemon_cpu_pct:>6.0f} {c.rss_start_mb:>7.0f} {c.rss_peak_mb:>8.0f} "
-                        f"{c.evictions:>8,}",
+                        f"{c.evictions:>8,}"
+                        + (
+                            f" {c.baseline_msg_s:>9,.0f} {c.baseline_msg_s / c.ceiling_msg_s:>6.2f}"
+                            f" {c.baseline_p99_ms:>7.1f}"
+                            if ns.baseline and c.ceiling_msg_s
+                            else ""
+                        ),
                         flush=True,
                     )
     ns.out.parent.mkdir(parents=True, exist_ok=True)
