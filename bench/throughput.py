@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 T0 = 1_767_225_600
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
+PROTOCOL = ["5"]  # streamd's mqtt.protocol in this run (--protocol)
 
 
 # -- load ------------------------------------------------------------------------------
@@ -228,6 +229,7 @@ def measure_daemon(
         "STREAMD_MQTT__CLEAN_START": "true",
         "STREAMD_STATE__MAX_STREAMS": str(max_streams or min(case.streams, 100_000)),
         "STREAMD_LOGGING__LEVEL": "WARNING",
+        "STREAMD_MQTT__PROTOCOL": PROTOCOL[0],
     }
     if src is not None:  # another checkout's streamd, ahead of the installed one
         env["PYTHONPATH"] = str(src)
@@ -334,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         "too, under the same publishers, for a before/after in one run",
     )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "throughput.json")
+    ap.add_argument("--protocol", choices=["5", "3.1.1"], default="5", help="streamd's MQTT")
     ns = ap.parse_args(argv)
+    PROTOCOL[0] = ns.protocol
     cases = []
     header = (
         f"{'qos':>3} {'streams':>8} {'mode':>6} {'ceiling/s':>10} {'streamd/s':>10} {'ratio':>6} "

@@ -25,7 +25,6 @@ from streamd.config import MqttSettings
 from streamd.errors import PayloadError
 from streamd.logs import RateLimitedLog
 from streamd.metrics import Metrics
-from streamd.mqtt_client import BufferedClient
 from streamd.payload import PayloadParser, Sample
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ class MqttLink:
         self.connected = threading.Event()
         self._connections = 0
         v5 = settings.protocol == "5"
-        self.client = BufferedClient(
+        self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
