@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
-import platform
 import signal
 import sys
 import tempfile
@@ -26,7 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from throughput import processed, quantile, rss_mb, start_publishers  # bench/ is on sys.path
+from throughput import (  # bench/ is on sys.path
+    machine,
+    processed,
+    quantile,
+    rss_mb,
+    start_publishers,
+)
 
 from streamd.demo import free_port, metric_values, scrape, start_broker, start_daemon, wait_ready
 
@@ -133,11 +137,7 @@ def main() -> int:
     args.out.write_text(
         json.dumps(
             {
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
+                "machine": machine(),
                 "args": {k: str(v) for k, v in vars(args).items()},
                 "summary": summary,
                 "intervals": rows,

@@ -43,6 +43,15 @@ TICKS = os.sysconf("SC_CLK_TCK")
 PROTOCOL = ["5"]  # streamd's mqtt.protocol in this run (--protocol)
 
 
+def machine() -> dict[str, Any]:
+    """What the benchmarks' JSON records about the machine they ran on."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
 # -- load ------------------------------------------------------------------------------
 
 
@@ -378,11 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     ns.out.write_text(
         json.dumps(
             {
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
+                "machine": machine(),
                 "args": {k: str(v) for k, v in vars(ns).items()},
                 "cases": [asdict(c) for c in cases],
             },

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from throughput import machine  # bench/ is the script's directory
 
 from streamd.inference import Forecaster
 
@@ -64,11 +64,7 @@ def main() -> int:
     args.out.write_text(
         json.dumps(
             {
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
+                "machine": machine(),
                 "shipped_version": shipped,
                 "runs": rows,
             },

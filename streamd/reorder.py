@@ -77,11 +77,7 @@ class ReorderBuffer:
         while held and len(out) < max_items and held[0].received_at_s <= cutoff:
             s = held.popleft()
             out.append(s)
-            left = counts[s.stream] - 1
-            if left:
-                counts[s.stream] = left
-            else:
-                del counts[s.stream]
+            self._released(s.stream)
             if s.ts_s > newest.get(s.stream, -math.inf):
                 newest[s.stream] = s.ts_s
         if not out:
@@ -93,18 +89,21 @@ class ReorderBuffer:
         out.sort(key=_BY_TS)  # stable; only each stream's own order matters
         return out
 
+    def _released(self, stream: str) -> None:
+        """One fewer held sample of ``stream``."""
+        left = self._per_stream[stream] - 1
+        if left:
+            self._per_stream[stream] = left
+        else:
+            del self._per_stream[stream]
+
     def _pull_late(self, out: list[Sample], newest: dict[str, float]) -> None:
         """Move held samples older than a released sample of their stream into ``out``."""
         keep: deque[Sample] = deque()
-        counts = self._per_stream
         for s in self._held:
             if s.ts_s < newest.get(s.stream, -math.inf):
                 out.append(s)
-                left = counts[s.stream] - 1
-                if left:
-                    counts[s.stream] = left
-                else:
-                    del counts[s.stream]
+                self._released(s.stream)
             else:
                 keep.append(s)
         self._held = keep
