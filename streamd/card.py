@@ -1,9 +1,14 @@
 """The model card: JSON in the ONNX metadata under the key ``streamd``.
 
 It carries everything the runtime needs to use a model file and check it: features,
-window, network shape, scaling, calibration statistics of normal prediction error and a
-self-test window with its expected output. Training writes it; the daemon, ``inspect``
-and ``replay`` read it. Keep ``FORMAT_VERSION`` in step with any change here.
+time features, window, network shape, scaling, calibration statistics of normal prediction
+error and a self-test window with its expected output. Training writes it; the daemon,
+``inspect`` and ``replay`` read it. Keep ``FORMAT_VERSION`` in step with any change here.
+
+Format 2 added ``time_features``. A card without them is still written as format 1, so
+models that do not use them (the shipped default among them) stay readable by older streamd
+releases; one that uses them is format 2, which an older release refuses by name instead of
+feeding the model inputs of the wrong width.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from streamd import timefeatures
 from streamd.scaling import Scaler
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 METADATA_KEY = "streamd"
 CellKind = Literal["gru", "lstm"]
 
@@ -37,7 +44,7 @@ class Calibration:
 
 @dataclass(frozen=True)
 class SelfTest:
-    """A real window ``x: [window, features]`` (scaled) and the prediction the model gave."""
+    """A real window ``x: [window, inputs]`` (scaled) and the prediction the model gave."""
 
     x: list[list[float]]
     y_hat: list[float]
@@ -50,6 +57,9 @@ class ModelCard:
 
     ``per_stream_scaling``: the model was trained on each series scaled by its own statistics;
     ``scaler`` is then the identity and the runtime estimates each stream's scaling itself.
+    ``time_features``: periods (:mod:`streamd.timefeatures`) whose phase the model reads
+    after the scaled features, so the model's input has :attr:`n_inputs` columns while its
+    prediction has one per feature.
     """
 
     name: str
@@ -63,9 +73,19 @@ class ModelCard:
     calibration: Calibration
     self_test: SelfTest
     per_stream_scaling: bool = False
+    time_features: list[str] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
-    format_version: int = FORMAT_VERSION
+
+    @property
+    def format_version(self) -> int:
+        """The oldest card format that can express this card (see the module docstring)."""
+        return FORMAT_VERSION if self.time_features else 1
+
+    @property
+    def n_inputs(self) -> int:
+        """Columns of the model's input ``x``: the features, then the time features."""
+        return len(self.features) + timefeatures.width(self.time_features)
 
     @property
     def state_size(self) -> int:
@@ -75,6 +95,9 @@ class ModelCard:
     def to_json(self) -> str:
         d = asdict(self)
         d["scaler"] = self.scaler.to_dict()
+        d["format_version"] = self.format_version
+        if not self.time_features:
+            del d["time_features"]
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -87,9 +110,10 @@ class ModelCard:
         if not isinstance(d, dict):
             raise ValueError("card is not a JSON object")
         version = d.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ValueError(
-                f"card format_version {version!r}, this streamd reads {FORMAT_VERSION}"
+                f"card format_version {version!r}, this streamd reads "
+                f"{' and '.join(map(str, READABLE_VERSIONS))}"
             )
         try:
             card = cls(
@@ -104,6 +128,7 @@ class ModelCard:
                 calibration=Calibration(**d["calibration"]),
                 self_test=SelfTest(**d["self_test"]),
                 per_stream_scaling=bool(d.get("per_stream_scaling", False)),
+                time_features=[str(t) for t in d.get("time_features", [])],
                 training=dict(d.get("training", {})),
                 created_at=str(d.get("created_at", "")),
             )
@@ -122,13 +147,14 @@ class ModelCard:
             raise ValueError("features must be a non-empty list of distinct names")
         if self.window < 1 or self.layers < 1 or self.hidden_size < 1:
             raise ValueError("window, layers and hidden_size must be positive")
+        timefeatures.check_names(self.time_features)
         if self.scaler.offset.shape != (len(self.features),):
             raise ValueError("scaling has a different number of features than the card")
         if not (self.calibration.std > 0 and self.calibration.threshold > 0):
             raise ValueError("calibration std and threshold must be positive")
         if len(self.self_test.x) != self.window or any(
-            len(row) != len(self.features) for row in self.self_test.x
+            len(row) != self.n_inputs for row in self.self_test.x
         ):
-            raise ValueError("self_test.x must be [window, features]")
+            raise ValueError("self_test.x must be [window, features + time feature columns]")
         if len(self.self_test.y_hat) != len(self.features):
             raise ValueError("self_test.y_hat must have one value per feature")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from streamd import __version__
 from streamd.errors import StreamdError
+from streamd.timefeatures import PERIODS_S
 
 TRAIN_EXTRA_HINT = (
     "streamd train needs the 'train' extra: "
@@ -42,6 +43,7 @@ def _cmd_train(ns: argparse.Namespace) -> int:
         cell=ns.cell,
         scaling=ns.scaling,
         per_stream_scaling=ns.per_stream_scaling,
+        time_features=ns.time_features or [],
         head_fraction=ns.head_fraction,
         validation_fraction=ns.validation_fraction,
         calibration_fraction=ns.calibration_fraction,
@@ -192,6 +194,7 @@ def _cmd_evaluate(ns: argparse.Namespace) -> int:
         plots=not ns.no_plots,
         jobs=ns.jobs,
         window=ns.window,
+        time_features=ns.time_features or [],
     )
     print(table(summary))
     print(
@@ -212,6 +215,7 @@ def _add_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--jobs", type=int, default=0, help="parallel files (default: one per core)")
     p.add_argument("--window", type=int, default=32, help="window of the per-file models")
+    _add_time_features(p, "of the per-file models")
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -284,6 +288,7 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="scale each file by its own statistics; the daemon then scales each stream itself",
     )
+    _add_time_features(p, "(default: none)")
     p.add_argument(
         "--head-fraction",
         type=float,
@@ -300,6 +305,16 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--name", default="", help="model name (default: output file stem)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+
+def _add_time_features(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--time-features",
+        nargs="+",
+        choices=sorted(PERIODS_S),
+        metavar="PERIOD",
+        help=f"also feed the model each sample's phase in these periods: day, week {what}",
+    )
 
 
 def _add_inspect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -71,7 +71,12 @@ def window_rows(timestamps: list[str], limits: list[list[str]], path: str) -> li
 
 
 def _model_for(
-    path: Path, model: Path | None, train_head: float | None, workdir: Path, window: int
+    path: Path,
+    model: Path | None,
+    train_head: float | None,
+    workdir: Path,
+    window: int,
+    time_features: list[str],
 ) -> Path:
     if model is not None:
         return model
@@ -79,7 +84,8 @@ def _model_for(
     from training.loop import LoopConfig
     from training.run import TrainOptions, train
 
-    out = workdir / "models" / f"{path.stem}-head{train_head:g}-w{window}.onnx"
+    calendar = "".join(f"-{t}" for t in time_features)
+    out = workdir / "models" / f"{path.stem}-head{train_head:g}-w{window}{calendar}.onnx"
     if out.is_file():  # training is seeded: same file and head give the same model
         return out
     train(
@@ -89,6 +95,7 @@ def _model_for(
             report_dir=workdir / "models" / path.stem,
             head_fraction=train_head,
             window=window,
+            time_features=time_features,
             loop=LoopConfig(progress=False),
         )
     )
@@ -103,9 +110,10 @@ def evaluate_file(
     train_head: float | None,
     workdir: Path,
     window: int = 32,
+    time_features: list[str] | None = None,
 ) -> FileOutcome:
     t0 = time.perf_counter()
-    model_path = _model_for(path, model, train_head, workdir, window)
+    model_path = _model_for(path, model, train_head, workdir, window, time_features or [])
     fc = Forecaster(model_path, intra_op_threads=settings.inference.intra_op_threads)
     series = read_series(path, ["value"], keep_invalid=True)
     # NAB's probationary period is for learning: the stream learns its error level through it.
@@ -195,6 +203,7 @@ def evaluate(
     plots: bool = True,
     jobs: int = 0,
     window: int = 32,
+    time_features: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the whole evaluation; returns (and writes) the summary."""
     try:
@@ -220,6 +229,7 @@ def evaluate(
                 train_head,
                 out,
                 window,
+                time_features,
             ): rel
             for rel in names
         }

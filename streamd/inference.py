@@ -72,9 +72,11 @@ class Forecaster:
                 f"inputs {sorted(ins)} / outputs {sorted(outs)}, expected {INPUTS} -> {OUTPUTS}",
             )
         x_feat = ins["x"][2]
-        if isinstance(x_feat, int) and x_feat != self.n_features:
+        if isinstance(x_feat, int) and x_feat != self.card.n_inputs:
             raise ModelError(
-                self.path, f"x has {x_feat} features but the card lists {self.n_features}"
+                self.path,
+                f"x has {x_feat} columns but the card lists {self.card.n_inputs} "
+                f"({self.n_features} features, time features {self.card.time_features})",
             )
         h_shape = ins["h0"]
         if isinstance(h_shape[0], int) and h_shape[0] != self.card.layers:
@@ -94,12 +96,13 @@ class Forecaster:
         return y_hat, h_n
 
     def predict_windows(self, x: F32) -> F32:
-        """Next-step predictions ``[batch, features]`` for full windows from a zero state."""
+        """Next-step predictions ``[batch, features]`` for full windows ``[batch, window,
+        inputs]`` from a zero state."""
         y_hat, _ = self.run(np.ascontiguousarray(x, dtype=np.float32), self.zero_state(len(x)))
         return y_hat
 
     def step(self, x_t: F32, h: F32) -> tuple[F32, F32]:
-        """One stateful step: ``x_t: [batch, features]`` -> (prediction, new state)."""
+        """One stateful step: ``x_t: [batch, inputs]`` -> (prediction, new state)."""
         return self.run(np.ascontiguousarray(x_t[:, None, :], dtype=np.float32), h)
 
     def self_test(self) -> float:

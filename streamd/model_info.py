@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 from streamd.inference import Forecaster
 
@@ -22,6 +21,7 @@ def describe(path: str) -> str:
         f"model     {card.name}  version {card.version}  ({path})",
         f"network   {card.cell.upper()} {card.layers} x {card.hidden_size}, window {card.window}",
         f"features  {', '.join(card.features)}",
+        f"time      {', '.join(card.time_features) or 'none'} (card format {card.format_version})",
         f"scaling   {card.scaler.kind}: offset {card.scaler.offset.tolist()} "
         f"scale {card.scaler.scale.tolist()}",
         f"calibration  n={cal.n} mean={cal.mean:.5g} std={cal.std:.5g} "
@@ -36,7 +36,5 @@ def describe(path: str) -> str:
 
 
 def card_json(path: str) -> str:
-    card = Forecaster(path).card
-    d = asdict(card)
-    d["scaler"] = card.scaler.to_dict()
-    return json.dumps(d, indent=2, sort_keys=True)
+    """The card exactly as the file stores it, indented."""
+    return json.dumps(json.loads(Forecaster(path).card.to_json()), indent=2, sort_keys=True)

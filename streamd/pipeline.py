@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from streamd import timefeatures
 from streamd.inference import Forecaster
 from streamd.payload import Sample
 from streamd.scoring import ScoreState, ScoringParams
@@ -132,6 +133,7 @@ class Pipeline:
             layers=card.layers,
             state_size=card.state_size,
             mode=mode,
+            inputs=card.n_inputs,
         )
         self.scores = ScoreState(max_streams, params)
         self.active: dict[int, OpenAlert] = {}
@@ -147,6 +149,7 @@ class Pipeline:
         old, new = self.card, model.card
         return (
             new.features == old.features
+            and new.time_features == old.time_features
             and new.window == old.window
             and new.per_stream_scaling == old.per_stream_scaling
         )
@@ -265,6 +268,7 @@ class Pipeline:
             self._learn_scaling(slots[fresh], raw[fresh])
         offset, scale = self._scaling(slots)
         scaled = ((raw - offset) / scale).astype(np.float32)
+        calendar = timefeatures.encode(ts, card.time_features)
 
         ready = st.has_pred[slots] & (st.scale_n[slots] >= self.scaling_warmup)
         if ready.any():
@@ -299,26 +303,34 @@ class Pipeline:
             feed = st.scale_n[slots] > self.scaling_warmup - card.window
             f_slots = slots[feed]
             if len(f_slots):
-                y, h_n = self.model.step(scaled[feed], st.hidden[:, f_slots])
+                x_t = np.concatenate([scaled[feed], calendar[feed]], axis=1)
+                y, h_n = self.model.step(x_t, st.hidden[:, f_slots])
                 st.hidden[:, f_slots] = h_n
                 st.pred[f_slots] = y
                 st.count[f_slots] += 1
                 st.has_pred[f_slots] = st.count[f_slots] >= card.window
         else:
             st.count[slots] += 1
-            st.push(slots, raw.astype(np.float32))
+            st.push(slots, np.concatenate([raw.astype(np.float32), calendar], axis=1))
             full = st.count[slots] >= card.window
             if full.any():
                 self._predict_windows(slots[full])
 
     def _predict_windows(self, slots: I64) -> None:
-        """Window mode: each slot's prediction of its next sample from its full window."""
+        """Window mode: each slot's prediction of its next sample from its full window.
+
+        The ring holds raw values (scaled here, with the stream's current scaling) followed by
+        the time features, which need no scaling.
+        """
         st = self.state
-        win = st.windows(slots).astype(np.float64)
+        f = len(self.features)
+        win = st.windows(slots)
         o, sc = self._scaling(slots)
         o3 = o[:, None, :] if o.ndim == 2 else o
         s3 = sc[:, None, :] if sc.ndim == 2 else sc
-        st.pred[slots] = self.model.predict_windows(((win - o3) / s3).astype(np.float32))
+        x = win.copy()
+        x[:, :, :f] = (win[:, :, :f].astype(np.float64) - o3) / s3
+        st.pred[slots] = self.model.predict_windows(x)
         st.has_pred[slots] = True
 
     def _track_alerts(

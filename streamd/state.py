@@ -71,7 +71,7 @@ class StreamState:
     """Model-side arrays for ``capacity`` streams.
 
     Shapes: ``hidden: [layers, capacity, state]`` (step mode), ``ring: [capacity, window,
-    features]`` raw values (window mode), ``pred: [capacity, features]`` the scaled
+    inputs]`` raw values then time features (window mode), ``pred: [capacity, features]`` the scaled
     prediction of each stream's next sample, ``scale_mean``/``scale_var: [capacity, features]``
     the per-stream scaling statistics (models with per-stream scaling).
     """
@@ -91,7 +91,15 @@ class StreamState:
     )
 
     def __init__(
-        self, capacity: int, *, features: int, window: int, layers: int, state_size: int, mode: str
+        self,
+        capacity: int,
+        *,
+        features: int,
+        window: int,
+        layers: int,
+        state_size: int,
+        mode: str,
+        inputs: int | None = None,
     ) -> None:
         self.capacity, self.window, self.mode = capacity, window, mode
         self.last_ts = np.full(capacity, -np.inf)
@@ -103,10 +111,11 @@ class StreamState:
             if mode == "step"
             else np.zeros((layers, 0, state_size), np.float32)
         )
+        width = features if inputs is None else inputs
         self.ring = (
-            np.zeros((capacity, window, features), np.float32)
+            np.zeros((capacity, window, width), np.float32)
             if mode == "window"
-            else np.zeros((0, window, features), np.float32)
+            else np.zeros((0, window, width), np.float32)
         )
         self.ring_pos = np.zeros(capacity if mode == "window" else 0, np.int64)
         self.scale_n = np.zeros(capacity, np.int64)
@@ -141,12 +150,12 @@ class StreamState:
             self.count[:] = 0
 
     def windows(self, slots: I64) -> F32:
-        """Raw windows ``[len(slots), window, features]`` of ``slots``, oldest first."""
+        """Raw windows ``[len(slots), window, inputs]`` of ``slots``, oldest first."""
         idx = (self.ring_pos[slots, None] + np.arange(self.window)) % self.window
         out: F32 = self.ring[slots[:, None], idx]
         return out
 
     def push(self, slots: I64, raw: F32) -> None:
-        """Append one raw sample per slot to the ring buffers (window mode)."""
+        """Append one input row per slot to the ring buffers (window mode)."""
         self.ring[slots, self.ring_pos[slots]] = raw
         self.ring_pos[slots] = (self.ring_pos[slots] + 1) % self.window

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from streamd import timefeatures
 from streamd.csvdata import Series, read_series
 from streamd.errors import DataError
 from streamd.scaling import Scaler, ScalingKind
@@ -39,38 +40,43 @@ class SplitFractions:
 
 @dataclass
 class Windows:
-    """``x: [n, window, features]`` scaled inputs and ``y: [n, features]`` scaled next steps."""
+    """``x: [n, window, inputs]`` scaled inputs (features, then time features) and
+    ``y: [n, features]`` scaled next steps."""
 
     x: F32
     y: F32
 
     @classmethod
-    def empty(cls, window: int, features: int) -> Windows:
-        return cls(np.zeros((0, window, features), np.float32), np.zeros((0, features), np.float32))
+    def empty(cls, window: int, features: int, inputs: int | None = None) -> Windows:
+        x = np.zeros((0, window, features if inputs is None else inputs), np.float32)
+        return cls(x, np.zeros((0, features), np.float32))
 
     def __len__(self) -> int:
         return len(self.y)
 
 
-def make_windows(scaled: F32, window: int) -> Windows:
+def make_windows(scaled: F32, window: int, calendar: F32 | None = None) -> Windows:
     """All windows of ``scaled: [rows, features]``; row ``i + window`` is window ``i``'s target.
+
+    ``calendar: [rows, k]`` (time features) is appended to each input row, not to targets.
 
     >>> w = make_windows(np.arange(5, dtype=np.float32)[:, None], 3)
     >>> w.x[:, :, 0].tolist(), w.y[:, 0].tolist()
     ([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]], [3.0, 4.0])
     """
+    inputs = scaled if calendar is None else np.concatenate([scaled, calendar], axis=1)
     n = len(scaled) - window
     if n <= 0:
-        return Windows.empty(window, scaled.shape[1])
-    view = np.lib.stride_tricks.sliding_window_view(scaled[:-1], window, axis=0)
+        return Windows.empty(window, scaled.shape[1], inputs.shape[1])
+    view = np.lib.stride_tricks.sliding_window_view(inputs[:-1], window, axis=0)
     return Windows(
         np.ascontiguousarray(view.transpose(0, 2, 1)), np.ascontiguousarray(scaled[window:])
     )
 
 
-def _concat(parts: list[Windows], window: int, features: int) -> Windows:
+def _concat(parts: list[Windows], window: int, features: int, inputs: int) -> Windows:
     if not parts:
-        return Windows.empty(window, features)
+        return Windows.empty(window, features, inputs)
     return Windows(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]))
 
 
@@ -79,6 +85,7 @@ class Dataset:
     """Everything training needs, with the facts the model card records."""
 
     features: list[str]
+    time_features: list[str]
     window: int
     scaler: Scaler
     train: Windows
@@ -103,14 +110,21 @@ def load_dataset(
     head_fraction: float = 1.0,
     fractions: SplitFractions | None = None,
     per_stream_scaling: bool = False,
+    time_features: list[str] | None = None,
 ) -> Dataset:
     """Read ``paths``, keep each file's first ``head_fraction`` of rows, split, scale, window.
 
     With ``per_stream_scaling`` each file is scaled by its own train part (the card's scaler is
     then the identity and the runtime scales each stream by its own statistics), so one model
-    serves streams of very different units.
+    serves streams of very different units. ``time_features`` are appended to every input
+    row, computed from the row's timestamp as the runtime does.
     """
     fractions = fractions or SplitFractions()
+    calendar_names = list(time_features or [])
+    try:
+        timefeatures.check_names(calendar_names)
+    except ValueError as e:
+        raise DataError("--time-features", str(e)) from None
     if not 0 < head_fraction <= 1:
         raise DataError("--head-fraction", "must be in (0, 1]")
     series: list[Series] = [read_series(p, features) for p in paths]
@@ -121,6 +135,7 @@ def load_dataset(
     digest = hashlib.sha256()
     dropped: dict[str, int] = {}
     parts: list[tuple[F32, F32, F32]] = []
+    calendars: list[tuple[F32, F32, F32]] = []
     first_ts: list[float] = []
     last_ts: list[float] = []
     rows = 0
@@ -147,6 +162,10 @@ def load_dataset(
             (values32[:n_train], values32[n_train : n_train + n_val], values32[n_train + n_val :])
         )
         ts_sorted = s.ts_s[order][:n]
+        cal32 = timefeatures.encode(ts_sorted, calendar_names)
+        calendars.append(
+            (cal32[:n_train], cal32[n_train : n_train + n_val], cal32[n_train + n_val :])
+        )
         first_ts.append(float(ts_sorted[0]))
         last_ts.append(float(ts_sorted[-1]))
         rows += n
@@ -158,21 +177,30 @@ def load_dataset(
         scaler = Scaler.fit(scaling, np.concatenate([p[0] for p in parts]))
         scalers = [scaler] * len(parts)
     scaled = [tuple(s.transform(part) for part in p) for s, p in zip(scalers, parts, strict=True)]
-    train = _concat([make_windows(p[0], window) for p in scaled], window, f)
-    val = _concat([make_windows(p[1], window) for p in scaled], window, f)
-    cal = _concat([make_windows(p[2], window) for p in scaled], window, f)
+    inputs = f + timefeatures.width(calendar_names)
+
+    def split(k: int) -> Windows:
+        return _concat(
+            [make_windows(p[k], window, c[k]) for p, c in zip(scaled, calendars, strict=True)],
+            window,
+            f,
+            inputs,
+        )
+
+    train, val, cal = split(0), split(1), split(2)
 
     def iso(t: float) -> str:
         return datetime.fromtimestamp(t, tz=timezone.utc).isoformat()
 
     return Dataset(
         features=names,
+        time_features=calendar_names,
         window=window,
         scaler=scaler,
         train=train,
         validation=val,
         calibration=cal,
-        plot_validation=make_windows(scaled[0][1], window),
+        plot_validation=make_windows(scaled[0][1], window, calendars[0][1]),
         plot_scaler=scalers[0],
         per_stream_scaling=per_stream_scaling,
         rows=rows,

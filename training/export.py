@@ -51,7 +51,7 @@ def to_onnx_proto(model: GRUForecaster) -> onnx.ModelProto:
     """
     model.eval()
     cfg = model.config
-    x = torch.zeros(3, 5, cfg.features)
+    x = torch.zeros(3, 5, cfg.inputs)
     h0 = model.zero_state(3)
     buf = io.BytesIO()
     # The exporter warns about its own deprecation and RNN batch caveats (we always pass h0).

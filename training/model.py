@@ -21,10 +21,15 @@ class ForecasterConfig:
     """Shape of the network; stored in the model card so the file describes itself."""
 
     features: int
+    time_inputs: int = 0  # extra input columns (time features), not predicted
     hidden_size: int = 64
     layers: int = 2
     dropout: float = 0.0
     cell: Literal["gru", "lstm"] = "gru"
+
+    @property
+    def inputs(self) -> int:
+        return self.features + self.time_inputs
 
     @property
     def state_size(self) -> int:
@@ -32,14 +37,18 @@ class ForecasterConfig:
 
 
 class GRUForecaster(nn.Module):
-    """Predict the next step of all features from a window (or one step and a carried state)."""
+    """Predict the next step of all features from a window (or one step and a carried state).
+
+    The input may carry time features after the features (``config.time_inputs`` columns);
+    they inform the forecast but are not predicted.
+    """
 
     def __init__(self, config: ForecasterConfig) -> None:
         super().__init__()
         self.config = config
         rnn_cls = nn.GRU if config.cell == "gru" else nn.LSTM
         self.rnn = rnn_cls(
-            input_size=config.features,
+            input_size=config.inputs,
             hidden_size=config.hidden_size,
             num_layers=config.layers,
             batch_first=True,

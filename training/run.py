@@ -16,6 +16,7 @@ import onnxruntime
 import torch
 
 import streamd
+from streamd import timefeatures
 from streamd.card import Calibration, ModelCard, SelfTest
 from streamd.errors import DataError
 from streamd.scaling import ScalingKind
@@ -44,6 +45,7 @@ class TrainOptions:
     cell: Literal["gru", "lstm"] = "gru"
     scaling: ScalingKind = "minmax"
     per_stream_scaling: bool = False
+    time_features: list[str] = field(default_factory=list)
     head_fraction: float = 1.0
     validation_fraction: float = 0.15
     calibration_fraction: float = 0.15
@@ -72,9 +74,11 @@ def train(opts: TrainOptions) -> TrainResult:
         head_fraction=opts.head_fraction,
         fractions=SplitFractions(opts.validation_fraction, opts.calibration_fraction),
         per_stream_scaling=opts.per_stream_scaling,
+        time_features=opts.time_features,
     )
     cfg = ForecasterConfig(
         features=len(ds.features),
+        time_inputs=timefeatures.width(ds.time_features),
         hidden_size=opts.hidden_size,
         layers=opts.layers,
         dropout=opts.dropout,
@@ -123,6 +127,7 @@ def train(opts: TrainOptions) -> TrainResult:
         hidden_size=opts.hidden_size,
         scaler=ds.scaler,
         per_stream_scaling=ds.per_stream_scaling,
+        time_features=ds.time_features,
         calibration=calibration,
         self_test=SelfTest(x=[], y_hat=[]),
         training=training_facts,
