@@ -268,7 +268,10 @@ class Pipeline:
             self._learn_scaling(slots[fresh], raw[fresh])
         offset, scale = self._scaling(slots)
         scaled = ((raw - offset) / scale).astype(np.float32)
-        calendar = timefeatures.encode(ts, card.time_features)
+        # the model's input row: scaled values, then (if the model reads them) time features
+        inputs = scaled
+        if card.time_features:
+            inputs = np.concatenate([scaled, timefeatures.encode(ts, card.time_features)], axis=1)
 
         ready = st.has_pred[slots] & (st.scale_n[slots] >= self.scaling_warmup)
         if ready.any():
@@ -303,15 +306,17 @@ class Pipeline:
             feed = st.scale_n[slots] > self.scaling_warmup - card.window
             f_slots = slots[feed]
             if len(f_slots):
-                x_t = np.concatenate([scaled[feed], calendar[feed]], axis=1)
-                y, h_n = self.model.step(x_t, st.hidden[:, f_slots])
+                y, h_n = self.model.step(inputs[feed], st.hidden[:, f_slots])
                 st.hidden[:, f_slots] = h_n
                 st.pred[f_slots] = y
                 st.count[f_slots] += 1
                 st.has_pred[f_slots] = st.count[f_slots] >= card.window
         else:
             st.count[slots] += 1
-            st.push(slots, np.concatenate([raw.astype(np.float32), calendar], axis=1))
+            row = raw.astype(np.float32)  # the ring keeps raw values: scaling may still move
+            if card.time_features:
+                row = np.concatenate([row, inputs[:, len(self.features) :]], axis=1)
+            st.push(slots, row)
             full = st.count[slots] >= card.window
             if full.any():
                 self._predict_windows(slots[full])
