@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 T0 = 1_767_225_600
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
-PROTOCOL = ["5"]  # streamd's mqtt.protocol in this run (--protocol)
+PROTOCOL = ["3.1.1"]  # streamd's mqtt.protocol in this run (--protocol)
 
 
 def machine() -> dict[str, Any]:
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         "too, under the same publishers, for a before/after in one run",
     )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "throughput.json")
-    ap.add_argument("--protocol", choices=["5", "3.1.1"], default="5", help="streamd's MQTT")
+    ap.add_argument("--protocol", choices=["3.1.1", "5"], default="3.1.1", help="streamd's MQTT")
     ns = ap.parse_args(argv)
     PROTOCOL[0] = ns.protocol
     cases = []

@@ -34,14 +34,21 @@ class MqttSettings(Section):
     host: str = Field("127.0.0.1", description="broker host name or address")
     port: int = Field(1883, ge=1, le=65535, description="broker port")
     client_id: str = Field("streamd", min_length=1, description="MQTT client id (the session key)")
-    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    protocol: Literal["3.1.1", "5"] = Field(
+        "3.1.1",
+        description="MQTT protocol version: 3.1.1 (paho receives it about 1.5x faster) "
+        "or 5 (session expiry)",
+    )
     topics: list[str] = Field(
         default_factory=lambda: ["sensors/#"], min_length=1, description="topic filters to read"
     )
     qos: int = Field(1, ge=0, le=2, description="subscription QoS (0, 1 or 2)")
     clean_start: bool = Field(False, description="start a new session instead of resuming")
     session_expiry_s: int = Field(
-        3600, ge=0, description="how long the broker keeps the session while streamd is away"
+        3600,
+        ge=0,
+        description="MQTT 5: how long the broker keeps the session while streamd is away "
+        "(3.1.1: the broker's own setting, e.g. persistent_client_expiration)",
     )
     keepalive_s: int = Field(30, ge=5, le=65535)
     reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect delay")

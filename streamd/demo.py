@@ -105,7 +105,7 @@ def start_daemon(
     mqtt_port: int,
     http_port: int,
     *,
-    protocol: str = "5",
+    protocol: str = "3.1.1",
     extra_env: dict[str, str] | None = None,
     log_path: Path | None = None,
 ) -> subprocess.Popen[bytes]:
@@ -257,7 +257,6 @@ def main(argv: list[str] | None = None) -> int:
             args.model,
             mport,
             hport,
-            protocol="5" if kind == "mosquitto" else "3.1.1",
             log_path=work / "streamd.log",
         )
         procs.append(daemon)

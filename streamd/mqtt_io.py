@@ -1,7 +1,7 @@
 """The MQTT side: one paho-mqtt 2.x client that subscribes, parses and publishes.
 
 The network thread only parses and hands samples over (never waits on inference); the
-session is persistent (clean start off, session expiry) so the broker keeps QoS 1 messages
+session is persistent (clean session or clean start off) so the broker keeps QoS 1 messages
 while streamd is away; every (re)connect subscribes again; paho reconnects with backoff.
 """
 
@@ -47,6 +47,7 @@ class MqttLink:
         self.metrics = metrics
         self.problems = problems
         self.connected = threading.Event()
+        self._paused = False
         self._connections = 0
         v5 = settings.protocol == "5"
         self.client = mqtt.Client(
@@ -54,7 +55,9 @@ class MqttLink:
             client_id=settings.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else settings.clean_start,
-            manual_ack=settings.ack_after_scoring,
+            # streamd acknowledges itself: after scoring (ack_after_scoring), or on receipt;
+            # either way never a message that arrives while stopping (see ``pause``)
+            manual_ack=True,
             reconnect_on_failure=True,
         )
         self.client.reconnect_delay_set(
@@ -95,9 +98,14 @@ class MqttLink:
         self.client.loop_start()
 
     def pause(self) -> None:
-        """Stop new messages (they stay in the broker's session) before draining."""
-        if self.connected.is_set():
-            self.client.unsubscribe(self.settings.topics)
+        """Take no new messages before draining, and leave them to the broker's session.
+
+        Messages that arrive from now on are neither handed over nor acknowledged, so the
+        broker delivers them again to the next session (QoS 1 and 2; QoS 0 ones are lost, as
+        on any disconnect). The subscriptions stay in the session: unsubscribing would make
+        the broker drop whatever is published while streamd restarts.
+        """
+        self._paused = True
 
     def stop(self) -> None:
         self.client.disconnect()
@@ -173,6 +181,8 @@ class MqttLink:
             )
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._paused:
+            return
         now = time.time()
         try:
             topic = msg.topic
@@ -194,9 +204,11 @@ class MqttLink:
             self.metrics.messages.labels("queue_full").inc()
             self.problems.warning("queue_full", "queue full, dropped a message on %r", topic[:200])
             self._ack_now(msg)  # counted and dropped; holding it would stall the session
+        elif not ack_later and msg.qos:
+            client.ack(msg.mid, msg.qos)  # ack_after_scoring off: acknowledged on receipt
 
     def _ack_now(self, msg: mqtt.MQTTMessage) -> None:
-        if self.settings.ack_after_scoring and msg.qos:
+        if msg.qos:
             self.client.ack(msg.mid, msg.qos)
 
     def ack(self, samples: list[Sample]) -> None:
