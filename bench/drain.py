@@ -1,0 +1,300 @@
+"""QoS 1 throughput that does not depend on how fast the publishers are: drain a backlog.
+
+``bench/throughput.py`` at QoS 1 measures the daemon against a ceiling that two Python
+publishers set (about 5,000 msg/s on a 2-core box), so its ratio is a floor. Here the
+publishers work first and nobody waits for them:
+
+1. a subscriber's persistent session is registered with Mosquitto (clean session off,
+   ``sensors/#`` at QoS 1), and the subscriber goes away;
+2. N QoS 1 messages over S streams are published; the broker queues them for the session
+   (``max_queued_messages`` large, ``max_inflight_messages 1000``, as deploy.md advises);
+3. the subscriber comes back and drains the queue as fast as it can.
+
+Done twice on one broker: for the bare paho subscriber that only parses and counts (the
+ceiling), and for the real ``streamd run`` (its own ``/metrics``). The rate is taken between
+10 % and 90 % of the backlog, so connecting, model loading and the tail do not count.
+Prints a table and writes JSON.
+
+    python bench/drain.py                        # 10,000 streams, 200,000 messages, step
+    python bench/drain.py --protocol 5 --modes step window
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing as mp
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from throughput import (  # bench/ is on sys.path
+    REPO,
+    cpu_seconds,
+    machine,
+    processed,
+    rss_mb,
+    start_publishers,
+)
+
+from streamd.demo import free_port, metric_values, scrape, start_broker, start_daemon, wait_ready
+
+BARE_ID = "bench-drain-bare"
+DAEMON_ID = "bench-drain-streamd"
+
+
+@dataclass
+class Drain:
+    streams: int
+    mode: str
+    protocol: str
+    env: dict[str, str]
+    messages: int = 0
+    ceiling_msg_s: float = 0.0
+    daemon_msg_s: float = 0.0
+    ratio: float = 0.0
+    daemon_processed: int = 0
+    daemon_cpu_pct: float = 0.0
+    daemon_rss_mb: float = 0.0
+    baseline_msg_s: float = 0.0  # the --baseline checkout, same backlog, same broker
+    baseline_cpu_pct: float = 0.0
+
+
+def paho_protocol(protocol: str) -> mqtt.MQTTProtocolVersion:
+    return mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
+
+
+def connect_kwargs(protocol: str) -> dict[str, Any]:
+    """A session that outlives the connection, in either protocol."""
+    if protocol != "5":
+        return {}
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    return {"clean_start": False, "properties": props}
+
+
+def bare_client(protocol: str) -> mqtt.Client:
+    return mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=BARE_ID,
+        protocol=paho_protocol(protocol),
+        clean_session=None if protocol == "5" else False,
+    )
+
+
+def register_bare(port: int, protocol: str) -> None:
+    """Leave a persistent QoS 1 subscription for the bare subscriber on the broker."""
+    client = bare_client(protocol)
+    subscribed = mp.Event()
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe("sensors/#", qos=1)
+    client.on_subscribe = lambda c, u, mid, rc, p: subscribed.set()
+    client.connect("127.0.0.1", port, **connect_kwargs(protocol))
+    client.loop_start()
+    assert subscribed.wait(10), "the broker did not confirm the subscription"
+    client.disconnect()
+    client.loop_stop()
+
+
+def drain_bare(port: int, protocol: str, expected: int, seconds: float, result: Any) -> None:
+    """Resume the session, parse and count; report the times at 10 % and 90 % of it."""
+    try:
+        import orjson
+
+        loads = orjson.loads
+    except ImportError:
+        loads = json.loads
+    marks = {round(expected * 0.1): 0.0, round(expected * 0.9): 0.0}
+    state = {"n": 0}
+
+    def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        loads(msg.payload)
+        state["n"] += 1
+        if state["n"] in marks:
+            marks[state["n"]] = time.perf_counter()
+
+    client = bare_client(protocol)
+    client.on_message = on_message
+    client.connect("127.0.0.1", port, **connect_kwargs(protocol))
+    client.loop_start()
+    deadline = time.perf_counter() + seconds
+    while state["n"] < expected and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    client.disconnect()
+    client.loop_stop()
+    (n10, t10), (n90, t90) = sorted(marks.items())
+    result.put((state["n"], (n90 - n10) / (t90 - t10) if t90 > t10 > 0 else 0.0))
+
+
+def preload(port: int, streams: int, count: int, publishers: int) -> None:
+    pubs = start_publishers(port, 1, streams, count, publishers, seconds=600)
+    for p in pubs:
+        p.join(660)
+
+
+def rate_between(samples: list[tuple[float, float]], lo: float, hi: float) -> float:
+    """Messages per second between the counts ``lo`` and ``hi``, interpolating the
+    ``(time, count)`` samples of a scrape loop."""
+
+    def when(target: float) -> float:
+        for (t0, n0), (t1, n1) in itertools.pairwise(samples):
+            if n0 <= target <= n1 and n1 > n0:
+                return t0 + (t1 - t0) * (target - n0) / (n1 - n0)
+        raise ValueError(f"the count never reached {target:.0f}")
+
+    return (hi - lo) / (when(hi) - when(lo))
+
+
+def daemon_env(case: Drain, streams: int) -> dict[str, str]:
+    return {
+        "STREAMD_INFERENCE__MODE": case.mode,
+        "STREAMD_MQTT__QOS": "1",
+        "STREAMD_MQTT__CLIENT_ID": DAEMON_ID,
+        "STREAMD_MQTT__CLEAN_START": "false",
+        "STREAMD_STATE__MAX_STREAMS": str(streams),
+        "STREAMD_LOGGING__LEVEL": "WARNING",
+    } | case.env
+
+
+def drain_daemon(
+    case: Drain, port: int, count: int, seconds: float, workdir: Path, src: Path | None
+) -> None:
+    """The real ``streamd run`` (from ``src`` if given): register its session, preload,
+    restart it and time the drain."""
+    model = REPO / "models" / "default.onnx"
+    env = daemon_env(case, case.streams)
+    if src is not None:  # another checkout's streamd, ahead of the installed one
+        env["PYTHONPATH"] = str(src)
+    log = workdir / f"streamd-{case.streams}-{case.mode}-{'baseline' if src else 'now'}.log"
+    http_port = free_port()
+    first = start_daemon(
+        model, port, http_port, protocol=case.protocol, extra_env=env, log_path=log
+    )
+    wait_ready(http_port)
+    first.send_signal(signal.SIGTERM)  # a clean stop keeps the session and its subscriptions
+    first.wait(30)
+    preload(port, case.streams, count, 2)
+    daemon = start_daemon(
+        model, port, http_port, protocol=case.protocol, extra_env=env, log_path=log
+    )
+    try:
+        wait_ready(http_port)
+        cpu0, t_cpu0 = cpu_seconds(daemon.pid), time.monotonic()
+        samples: list[tuple[float, float]] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            got = processed(metric_values(scrape(http_port)))
+            samples.append((time.monotonic(), got))
+            case.daemon_rss_mb = max(case.daemon_rss_mb, rss_mb(daemon.pid))
+            if got >= count:
+                break
+            time.sleep(0.1)
+        case.daemon_cpu_pct = 100 * (cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - t_cpu0)
+        case.daemon_processed = int(samples[-1][1])
+        case.daemon_msg_s = rate_between(samples, 0.1 * count, 0.9 * count)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+
+
+def run_case(
+    case: Drain, count: int, seconds: float, workdir: Path, baseline: Path | None
+) -> Drain:
+    port = free_port()
+    broker, _ = start_broker(port, workdir, "mosquitto")
+    try:
+        register_bare(port, case.protocol)
+        preload(port, case.streams, count, 2)
+        result: Any = mp.Queue()
+        sub = mp.Process(target=drain_bare, args=(port, case.protocol, count, seconds, result))
+        sub.start()
+        n, case.ceiling_msg_s = result.get(timeout=seconds + 30)
+        sub.join(10)
+        assert n == count, f"the bare subscriber drained {n} of {count}"
+        drain_daemon(case, port, count, seconds, workdir, None)
+        if baseline is not None:
+            before = Drain(case.streams, case.mode, case.protocol, case.env)
+            drain_daemon(before, port, count, seconds, workdir, baseline)
+            case.baseline_msg_s, case.baseline_cpu_pct = before.daemon_msg_s, before.daemon_cpu_pct
+    finally:
+        broker.terminate()
+        broker.wait(10)
+    case.messages = count
+    case.ratio = case.daemon_msg_s / case.ceiling_msg_s if case.ceiling_msg_s else 0.0
+    return case
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="QoS 1 backlog drain: streamd vs a bare subscriber")
+    ap.add_argument("--streams", type=int, nargs="+", default=[10000])
+    ap.add_argument("--modes", nargs="+", default=["step"])
+    ap.add_argument("--count", type=int, default=200_000, help="messages in the backlog")
+    ap.add_argument("--seconds", type=float, default=120.0, help="time bound per drain")
+    ap.add_argument("--protocol", choices=["3.1.1", "5"], default="3.1.1")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="STREAMD_X__Y=V",
+        help="settings for streamd, as environment variables",
+    )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of an earlier streamd (git worktree add /tmp/before REV): drained "
+        "too, from the same broker, for a before/after in one run",
+    )
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "drain.json")
+    ns = ap.parse_args(argv)
+    env = dict(kv.split("=", 1) for kv in ns.set)
+    print(
+        f"{'streams':>8} {'mode':>6} {'mqtt':>5} {'ceiling/s':>10} {'streamd/s':>10} "
+        f"{'ratio':>6} {'cpu %':>6} {'rss MB':>7}"
+        + (f" {'before/s':>9} {'ratio':>6} {'cpu %':>6}" if ns.baseline else "")
+    )
+    cases = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for streams in ns.streams:
+            for mode in ns.modes:
+                c = run_case(
+                    Drain(streams, mode, ns.protocol, env),
+                    ns.count,
+                    ns.seconds,
+                    Path(tmp),
+                    ns.baseline,
+                )
+                cases.append(c)
+                print(
+                    f"{c.streams:>8} {c.mode:>6} {c.protocol:>5} {c.ceiling_msg_s:>10,.0f} "
+                    f"{c.daemon_msg_s:>10,.0f} {c.ratio:>6.2f} {c.daemon_cpu_pct:>6.0f} "
+                    f"{c.daemon_rss_mb:>7.0f}"
+                    + (
+                        f" {c.baseline_msg_s:>9,.0f} {c.baseline_msg_s / c.ceiling_msg_s:>6.2f}"
+                        f" {c.baseline_cpu_pct:>6.0f}"
+                        if ns.baseline
+                        else ""
+                    ),
+                    flush=True,
+                )
+    ns.out.parent.mkdir(parents=True, exist_ok=True)
+    ns.out.write_text(
+        json.dumps(
+            {"machine": machine(), "count": ns.count, "cases": [asdict(c) for c in cases]},
+            indent=2,
+        )
+    )
+    print(f"wrote {ns.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
