@@ -38,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from throughput import (  # bench/ is on sys.path
     REPO,
     cpu_seconds,
+    fast_loads,
     machine,
     processed,
     rss_mb,
@@ -107,12 +108,7 @@ def register_bare(port: int, protocol: str) -> None:
 
 def drain_bare(port: int, protocol: str, expected: int, seconds: float, result: Any) -> None:
     """Resume the session, parse and count; report the times at 10 % and 90 % of it."""
-    try:
-        import orjson
-
-        loads = orjson.loads
-    except ImportError:
-        loads = json.loads
+    loads = fast_loads()
     marks = {round(expected * 0.1): 0.0, round(expected * 0.9): 0.0}
     state = {"n": 0}
 

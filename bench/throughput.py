@@ -129,16 +129,21 @@ def start_publishers(
     return out
 
 
+def fast_loads() -> Any:
+    """The JSON parser a bare subscriber uses: orjson when installed, as streamd does."""
+    try:
+        import orjson
+
+        return orjson.loads
+    except ImportError:
+        return json.loads
+
+
 def bare_subscriber(
     port: int, qos: int, expected: int, seconds: float, ready: Any, result: Any
 ) -> None:
     """Counts and parses messages; reports (count, first, last) receipt times."""
-    try:
-        import orjson
-
-        loads = orjson.loads
-    except ImportError:
-        loads = json.loads
+    loads = fast_loads()
     state = {"n": 0, "first": 0.0, "last": 0.0}
 
     def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
