@@ -1,8 +1,10 @@
 """``streamd run``: wire settings, model, pipeline, MQTT, HTTP and the worker together.
 
-Threads: paho's network thread parses and queues; the ``worker`` thread drains batches
-(≤ ``batch_max_size`` samples or ≤ ``batch_max_wait_ms``), scores them and publishes
-alerts; ``http`` serves metrics. Signal handlers only set a flag; the main loop acts on it.
+Processes and threads: a child process runs the MQTT client (:mod:`streamd.mqtt_child`) and
+forwards what it receives; the ``mqtt-reader`` thread parses and queues it
+(:mod:`streamd.mqtt_proxy`); the ``worker`` thread drains batches (≤ ``batch_max_size``
+samples or ≤ ``batch_max_wait_ms``), scores them and publishes alerts through the child;
+``http`` serves metrics. Signal handlers only set a flag; the main loop acts on it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from streamd.http_server import HttpServer
 from streamd.inference import Forecaster
 from streamd.logs import RateLimitedLog
 from streamd.metrics import Metrics
-from streamd.mqtt_io import MqttLink
+from streamd.mqtt_proxy import MqttProxy
 from streamd.notify import Notifier
 from streamd.payload import PayloadParser, Sample
 from streamd.pipeline import (
@@ -46,7 +48,6 @@ from streamd.reorder import ReorderBuffer
 from streamd.scoring import ScoringParams
 
 log = logging.getLogger(__name__)
-DRAIN_GRACE_S = 0.3
 STATUS_INTERVAL_S = 5.0
 RELOAD_TIMEOUT_S = 30.0
 
@@ -123,7 +124,9 @@ class Daemon:
         parser = PayloadParser(
             card.features, settings.mqtt.stream_id, settings.mqtt.max_payload_bytes
         )
-        self.link = MqttLink(settings.mqtt, parser, self.queue.put, self.metrics, self.problems)
+        self.link = MqttProxy(
+            settings, parser, self.queue.put, self.metrics, self.problems, self.request_stop
+        )
         self.http = (
             HttpServer(settings.http.host, settings.http.port, self.registry, self.ready)
             if settings.http.enabled
@@ -160,10 +163,10 @@ class Daemon:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        self.link.start()  # first: a receiver that cannot start fails the start cleanly
         if self.http is not None:
             self.http.start()
         self._worker.start()
-        self.link.start()
         card = self.model.card
         log.info(
             "streamd running: model %s version %s (%s mode), %d features, window %d",
@@ -211,11 +214,10 @@ class Daemon:
         st = self.settings.state
         self.notifier.stopping()
         log.info("stopping: draining %d queued samples", self._waiting())
-        self.link.pause()
-        time.sleep(DRAIN_GRACE_S)  # messages already in flight still arrive and are queued
+        self.link.pause()  # returns once everything received is queued
         self._worker_done.set()
         self._worker.join(st.stop_timeout_s)
-        code = 0
+        code = 1 if self.link.lost else 0
         if self._worker.is_alive():
             log.error(
                 "the queue did not drain within %.1f s (stop_timeout_s); %d samples not scored",
@@ -454,16 +456,13 @@ class Daemon:
     def _publish_alerts(self, res: BatchResult) -> None:
         a_cfg = self.settings.alerts
         card = self.model.card
+        items: list[tuple[str, bytes, int, str | None]] = []
         for alert in res.alerts:
             if alert.state == "anomaly":
                 self.metrics.anomalies.inc()
             body = json.dumps(alert.payload(card.name, card.version)).encode()
             topic = f"{a_cfg.topic_prefix}/{topic_safe(alert.stream)}"
-            if self.link.publish(topic, body, a_cfg.qos):
-                self.metrics.alerts_published.labels(alert.state).inc()
-            else:
-                self.metrics.alert_publish_failures.inc()
-                self.problems.warning("alert_publish", "could not publish alert on %s", topic)
+            items.append((topic, body, a_cfg.qos, alert.state))
             log.info(
                 "alert %s stream=%s score=%.3f id=%s",
                 alert.state,
@@ -471,9 +470,11 @@ class Daemon:
                 alert.score,
                 alert.alert_id,
             )
+        self.link.publish(items)  # the receiver counts each as published or failed
 
     def _publish_scores(self, batch: list[Sample], res: BatchResult, scored: np.ndarray) -> None:
         a_cfg = self.settings.alerts
+        items: list[tuple[str, bytes, int, str | None]] = []
         for i in scored:
             s = batch[i]
             body = json.dumps(
@@ -484,4 +485,5 @@ class Daemon:
                     "anomalous": bool(res.anomalous[i]),
                 }
             ).encode()
-            self.link.publish(f"{a_cfg.score_topic_prefix}/{topic_safe(s.stream)}", body, 0)
+            items.append((f"{a_cfg.score_topic_prefix}/{topic_safe(s.stream)}", body, 0, None))
+        self.link.publish(items)

@@ -1,19 +1,24 @@
-"""The MQTT side: one paho-mqtt 2.x client that subscribes, parses and publishes.
+"""The MQTT side: one paho-mqtt 2.x client that subscribes, forwards and publishes.
 
-The network thread only parses and hands samples over (never waits on inference); the
-session is persistent (clean session or clean start off) so the broker keeps QoS 1 messages
-while streamd is away; every (re)connect subscribes again; paho reconnects with backoff.
+It runs in the receiver process (:mod:`streamd.mqtt_child`), so paho's network thread
+never shares a GIL with the inference worker. The network thread only stamps and forwards
+each message; the session is persistent (clean session or clean start off) so the broker
+keeps QoS 1 messages while streamd is away; every (re)connect subscribes again; paho
+reconnects with backoff. Nothing here imports pydantic, numpy or onnxruntime: the receiver
+process stays small.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import sys
-import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -21,59 +26,106 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from streamd.config import MqttSettings
-from streamd.errors import PayloadError
+from streamd.errors import ConfigError
 from streamd.logs import RateLimitedLog
-from streamd.metrics import Metrics
-from streamd.payload import PayloadParser, Sample
+
+if TYPE_CHECKING:
+    from streamd.config import MqttSettings
 
 log = logging.getLogger(__name__)
 
+# One received message as forwarded: topic (None when it is not UTF-8), payload, arrival
+# time (epoch s), packet id, QoS.
+Raw = tuple[str | None, bytes | bytearray, float, int, int]
+# Events the parent turns into metrics and readiness.
+CONNECTED, DISCONNECTED, RECONNECTED, CONNECT_FAILED = (
+    "connected",
+    "disconnected",
+    "reconnected",
+    "connect_failed",
+)
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    """What the MQTT client needs from ``[mqtt]``, as plain values (the password resolved),
+    so the receiver process need not import pydantic."""
+
+    host: str
+    port: int
+    protocol: str
+    client_id: str
+    clean_start: bool
+    session_expiry_s: int
+    topics: list[str]
+    qos: int
+    keepalive_s: int
+    reconnect_min_s: float
+    reconnect_max_s: float
+    username: str | None
+    password: str | None = field(repr=False)
+    tls_ca_file: Path | None
+    tls_cert_file: Path | None
+    tls_key_file: Path | None
+
+    @classmethod
+    def from_settings(cls, settings: MqttSettings) -> LinkOptions:
+        """Reads the password file and checks the TLS files now, so that a bad one fails
+        the start with its field's name (the receiver process starts later)."""
+        for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            path = getattr(settings, name)
+            if path is not None and not os.access(path, os.R_OK):
+                raise ConfigError(f"mqtt.{name}", f"cannot read {path}")
+        names = {f.name for f in fields(cls)} - {"password"}
+        return cls(password=settings.read_password(), **settings.model_dump(include=names))
+
 
 class MqttLink:
-    """Connects, subscribes on every connect, and feeds ``on_sample``."""
+    """Connects, subscribes on every connect, forwards messages and reports events."""
 
     def __init__(
         self,
-        settings: MqttSettings,
-        parser: PayloadParser,
-        on_sample: Callable[[Sample], bool],
-        metrics: Metrics,
+        options: LinkOptions,
+        forward: Callable[[Raw], None],
+        report: Callable[[str], None],
         problems: RateLimitedLog,
     ) -> None:
-        self.settings = settings
-        self.parser = parser
-        self.on_sample = on_sample
-        self.metrics = metrics
+        self.options = options
+        self.forward = forward
+        self.report = report
         self.problems = problems
-        self.connected = threading.Event()
-        self._paused = False
+        self._connected = False
         self._connections = 0
-        v5 = settings.protocol == "5"
+        v5 = options.protocol == "5"
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
+            client_id=options.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else settings.clean_start,
+            clean_session=None if v5 else options.clean_start,
             # streamd acknowledges itself: after scoring (ack_after_scoring), or on receipt;
-            # either way never a message that arrives while stopping (see ``pause``)
+            # either way never a message that arrives while stopping (mqtt_child.Outbox)
             manual_ack=True,
             reconnect_on_failure=True,
         )
         self.client.reconnect_delay_set(
-            min_delay=max(1, round(settings.reconnect_min_s)),
-            max_delay=max(1, round(settings.reconnect_max_s)),
+            min_delay=max(1, round(options.reconnect_min_s)),
+            max_delay=max(1, round(options.reconnect_max_s)),
         )
-        password = settings.read_password()
-        if settings.username is not None:
-            self.client.username_pw_set(settings.username, password)
-        if settings.tls_ca_file is not None:
-            self.client.tls_set(
-                ca_certs=str(settings.tls_ca_file),
-                certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
-                keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+        if options.username is not None:
+            self.client.username_pw_set(options.username, options.password)
+        if options.tls_ca_file is not None:
+            try:
+                self.client.tls_set(
+                    ca_certs=str(options.tls_ca_file),
+                    certfile=str(options.tls_cert_file) if options.tls_cert_file else None,
+                    keyfile=str(options.tls_key_file) if options.tls_key_file else None,
+                    tls_version=ssl.PROTOCOL_TLS_CLIENT,
+                )
+            except OSError as e:  # ssl.SSLError too: a file that is not PEM, a key mismatch
+                raise ValueError(
+                    f"mqtt.tls_ca_file / tls_cert_file / tls_key_file: cannot set up TLS "
+                    f"with {options.tls_ca_file}: {e}"
+                ) from e
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -87,133 +139,91 @@ class MqttLink:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        s = self.settings
-        props = None
+        o = self.options
         kwargs: dict[str, Any] = {}
-        if s.protocol == "5":
+        if o.protocol == "5":
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho lacks hints here
-            props.SessionExpiryInterval = s.session_expiry_s
-            kwargs = {"clean_start": s.clean_start, "properties": props}
-        self.client.connect_async(s.host, s.port, keepalive=s.keepalive_s, **kwargs)
+            props.SessionExpiryInterval = o.session_expiry_s
+            kwargs = {"clean_start": o.clean_start, "properties": props}
+        self.client.connect_async(o.host, o.port, keepalive=o.keepalive_s, **kwargs)
         self.client.loop_start()
-
-    def pause(self) -> None:
-        """Take no new messages before draining, and leave them to the broker's session.
-
-        Messages that arrive from now on are neither handed over nor acknowledged, so the
-        broker delivers them again to the next session (QoS 1 and 2; QoS 0 ones are lost, as
-        on any disconnect). The subscriptions stay in the session: unsubscribing would make
-        the broker drop whatever is published while streamd restarts.
-        """
-        self._paused = True
 
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-        self.metrics.mqtt_connected.set(0)
 
     def publish(self, topic: str, payload: bytes, qos: int) -> bool:
         info = self.client.publish(topic, payload, qos=qos)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def ack(self, pairs: Iterable[tuple[int, int]]) -> None:
+        """Acknowledge ``(packet id, qos)`` pairs: the broker may now forget them."""
+        ack = self.client.ack
+        for mid, qos in pairs:
+            ack(mid, qos)
 
     # -- paho callbacks (network thread) ---------------------------------------------
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
+        o = self.options
         if reason.is_failure:
-            self.metrics.mqtt_connect_failures.inc()
-            log.error(
-                "broker %s:%d refused the connection: %s",
-                self.settings.host,
-                self.settings.port,
-                reason,
-            )
+            self.report(CONNECT_FAILED)
+            log.error("broker %s:%d refused the connection: %s", o.host, o.port, reason)
             return
         self._connections += 1
         if self._connections > 1:
-            self.metrics.mqtt_reconnects.inc()
-        qos = self.settings.qos
-        if self.settings.protocol == "5":
-            client.subscribe([(t, SubscribeOptions(qos=qos)) for t in self.settings.topics])
+            self.report(RECONNECTED)
+        if o.protocol == "5":
+            client.subscribe([(t, SubscribeOptions(qos=o.qos)) for t in o.topics])
         else:
-            client.subscribe([(t, int(qos)) for t in self.settings.topics])
-        self.connected.set()
-        self.metrics.mqtt_connected.set(1)
+            client.subscribe([(t, o.qos) for t in o.topics])
+        self._connected = True
+        self.report(CONNECTED)
         log.info(
             "connected to %s:%d (session present: %s), subscribed to %s",
-            self.settings.host,
-            self.settings.port,
+            o.host,
+            o.port,
             getattr(flags, "session_present", "?"),
-            ", ".join(self.settings.topics),
+            ", ".join(o.topics),
         )
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self.metrics.mqtt_connect_failures.inc()
+        self.report(CONNECT_FAILED)
         # paho calls this from inside its ``except OSError``: the exception says why
         # (refused, unreachable, a TLS certificate problem).
         error = sys.exc_info()[1]
         self.problems.warning(
             "connect",
             "cannot connect to broker %s:%d (%s); retrying with backoff",
-            self.settings.host,
-            self.settings.port,
+            self.options.host,
+            self.options.port,
             error if error is not None else "connection failed",
         )
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
-        was = self.connected.is_set()
-        self.connected.clear()
-        self.metrics.mqtt_connected.set(0)
+        was, self._connected = self._connected, False
+        self.report(DISCONNECTED)
         if was:
             log.warning("disconnected from broker: %s", reason)
         else:  # closed before CONNACK: a TLS or protocol refusal, not a lost connection
-            self.metrics.mqtt_connect_failures.inc()
+            self.report(CONNECT_FAILED)
             self.problems.warning(
                 "connect",
                 "broker %s:%d closed the connection before accepting it (%s); "
                 "retrying with backoff",
-                self.settings.host,
-                self.settings.port,
+                self.options.host,
+                self.options.port,
                 reason,
             )
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if self._paused:
-            return
         now = time.time()
         try:
-            topic = msg.topic
+            topic: str | None = msg.topic
         except UnicodeDecodeError:
-            self.metrics.messages.labels("bad_stream_id").inc()
-            self._ack_now(msg)
-            return
-        ack_later = self.settings.ack_after_scoring and msg.qos
-        try:
-            sample = self.parser.parse(
-                topic, msg.payload, now, msg.mid if ack_later else 0, msg.qos if ack_later else 0
-            )
-        except PayloadError as e:
-            self.metrics.messages.labels(e.reason).inc()
-            self.problems.warning(e.reason, "rejected message on %r: %s", topic[:200], e)
-            self._ack_now(msg)
-            return
-        if not self.on_sample(sample):
-            self.metrics.messages.labels("queue_full").inc()
-            self.problems.warning("queue_full", "queue full, dropped a message on %r", topic[:200])
-            self._ack_now(msg)  # counted and dropped; holding it would stall the session
-        elif not ack_later and msg.qos:
-            client.ack(msg.mid, msg.qos)  # ack_after_scoring off: acknowledged on receipt
-
-    def _ack_now(self, msg: mqtt.MQTTMessage) -> None:
-        if msg.qos:
-            self.client.ack(msg.mid, msg.qos)
-
-    def ack(self, samples: list[Sample]) -> None:
-        """Acknowledge scored samples (worker thread): the broker may now forget them."""
-        ack = self.client.ack
-        for s in samples:
-            if s.mid:
-                ack(s.mid, s.qos)
+            topic = None  # the parent counts it (bad_stream_id) and acknowledges it
+        self.forward((topic, msg.payload, now, msg.mid, msg.qos))

@@ -1,0 +1,236 @@
+"""The daemon's side of the receiver process (:mod:`streamd.mqtt_child`).
+
+It starts the child, turns the raw messages the child forwards into :class:`Sample` s (or
+counted rejections) on its ``mqtt-reader`` thread, and sends back acknowledgements and
+publishes. paho's receive path then runs on its own core, and the daemon's reader and
+worker threads share a GIL with each other only.
+
+If the child dies, the daemon stops with exit code 1 (``on_lost``), so that systemd
+restarts the pair: the broker's session keeps whatever was not acknowledged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from streamd.config import Settings
+from streamd.errors import PayloadError, StreamdError
+from streamd.logs import RateLimitedLog
+from streamd.metrics import Metrics
+from streamd.mqtt_io import CONNECT_FAILED, CONNECTED, DISCONNECTED, RECONNECTED, LinkOptions, Raw
+from streamd.payload import PayloadParser, Sample
+
+log = logging.getLogger(__name__)
+START_TIMEOUT_S = 30.0
+PAUSE_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 10.0
+
+
+class ReceiverError(StreamdError):
+    """The receiver process could not start (a TLS file it cannot read, say)."""
+
+
+class MqttProxy:
+    """Feeds ``on_sample`` from the receiver process; acknowledges and publishes through it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        parser: PayloadParser,
+        on_sample: Callable[[Sample], bool],
+        metrics: Metrics,
+        problems: RateLimitedLog,
+        on_lost: Callable[[], None],
+    ) -> None:
+        self.options = LinkOptions.from_settings(settings.mqtt)
+        self.ack_after_scoring = settings.mqtt.ack_after_scoring
+        self.logging = settings.logging
+        self.parser = parser
+        self.on_sample = on_sample
+        self.metrics = metrics
+        self.problems = problems
+        self.on_lost = on_lost
+        self.connected = threading.Event()
+        self.lost = False  # the child died while the daemon ran
+        self._started = threading.Event()
+        self._paused = threading.Event()
+        self._fatal: str | None = None
+        self._stopping = False
+        self._send_lock = threading.Lock()
+        self._conn: Connection | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the child and wait until its client is set up (connecting is async)."""
+        ours, theirs = socket.socketpair()
+        fd = theirs.detach()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "streamd.mqtt_child", str(fd)],
+                pass_fds=(fd,),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            socket.close(fd)
+        self._conn = Connection(ours.detach())
+        lg = self.logging
+        self._send(("init", self.options, lg.level, lg.format, lg.per_message_interval_s))
+        self._reader = threading.Thread(target=self._read, name="mqtt-reader", daemon=True)
+        self._reader.start()
+        if not self._started.wait(START_TIMEOUT_S):
+            self._fatal = f"no answer within {START_TIMEOUT_S:.0f} s"
+        if self._fatal is not None:
+            self._stopping = True
+            self._proc.kill()
+            raise ReceiverError(f"the MQTT receiver process did not start: {self._fatal}")
+
+    def pause(self) -> None:
+        """Take no new messages before draining, and leave them to the broker's session.
+
+        When this returns, every message the child took is in ``on_sample``'s queue (or
+        counted); later ones are neither taken nor acknowledged, so the broker delivers them
+        again to the next session (QoS 1 and 2; QoS 0 ones are lost, as on any disconnect).
+        The subscriptions stay in the session: unsubscribing would make the broker drop
+        whatever is published while streamd restarts.
+        """
+        self._send(("pause",))
+        if not self._paused.wait(PAUSE_TIMEOUT_S) and not self.lost:
+            log.warning("the MQTT receiver did not confirm the pause")
+
+    def stop(self) -> None:
+        """Disconnect (after the acknowledgements already sent) and end the child."""
+        self._stopping = True
+        self._send(("stop",))
+        if self._proc is not None:
+            try:
+                self._proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("the MQTT receiver did not stop within %.0f s; killed", STOP_TIMEOUT_S)
+                self._proc.kill()
+                self._proc.wait()
+        if self._reader is not None:
+            self._reader.join(STOP_TIMEOUT_S)
+        self.connected.clear()
+        self.metrics.mqtt_connected.set(0)
+
+    # -- from the worker ---------------------------------------------------------------
+
+    def ack(self, samples: list[Sample]) -> None:
+        """Acknowledge scored samples: the broker may now forget them."""
+        pairs = [(s.mid, s.qos) for s in samples if s.mid]
+        if pairs:
+            self._send(("ack", pairs))
+
+    def publish(self, items: list[tuple[str, bytes, int, str | None]]) -> None:
+        """Publish ``(topic, payload, qos, label)`` items. Labelled ones are alerts: their
+        outcome is counted (``streamd_alerts_published`` or ``..._publish_failures``)."""
+        if items:
+            self._send(("publish", items))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        if self._conn is None:
+            return
+        with self._send_lock, contextlib.suppress(OSError):  # child gone: the reader says so
+            self._conn.send(message)
+
+    # -- the reader thread ---------------------------------------------------------------
+
+    def _read(self) -> None:
+        assert self._conn is not None
+        recv = self._conn.recv
+        while True:
+            try:
+                message = recv()
+            except (EOFError, OSError):
+                break
+            kind = message[0]
+            if kind == "msgs":
+                self._take(message[1])
+            elif kind == "event":
+                self._event(message[1])
+            elif kind == "published":
+                self._published(message[1])
+            elif kind == "paused":
+                self._paused.set()
+            elif kind == "started":
+                self._started.set()
+            elif kind == "fatal":
+                self._fatal = message[1]
+                self._started.set()
+        self._child_gone()
+
+    def _child_gone(self) -> None:
+        self.connected.clear()
+        self.metrics.mqtt_connected.set(0)
+        if not self._started.is_set():
+            code = self._proc.wait() if self._proc is not None else None
+            self._fatal = f"it exited with code {code}"
+            self._started.set()
+        elif not self._stopping:
+            self.lost = True
+            code = self._proc.wait() if self._proc is not None else None
+            log.error("the MQTT receiver process exited (code %s); stopping streamd", code)
+            self.on_lost()
+
+    def _take(self, batch: list[Raw]) -> None:
+        """Parse and queue; acknowledge at once what will not be scored (and everything,
+        when acknowledging on receipt)."""
+        m, parse, put, problems = self.metrics, self.parser.parse, self.on_sample, self.problems
+        later = self.ack_after_scoring
+        now_acks: list[tuple[int, int]] = []
+        for topic, payload, received, mid, qos in batch:
+            if topic is None:
+                m.messages.labels("bad_stream_id").inc()
+                if qos:
+                    now_acks.append((mid, qos))
+                continue
+            hold = later and qos
+            try:
+                sample = parse(topic, payload, received, mid if hold else 0, qos if hold else 0)
+            except PayloadError as e:
+                m.messages.labels(e.reason).inc()
+                problems.warning(e.reason, "rejected message on %r: %s", topic[:200], e)
+                if qos:
+                    now_acks.append((mid, qos))
+                continue
+            if not put(sample):
+                m.messages.labels("queue_full").inc()
+                problems.warning("queue_full", "queue full, dropped a message on %r", topic[:200])
+                if qos:
+                    now_acks.append((mid, qos))  # dropped; holding it would stall the session
+            elif qos and not hold:
+                now_acks.append((mid, qos))  # ack_after_scoring off: acknowledged on receipt
+        if now_acks:
+            self._send(("ack", now_acks))
+
+    def _event(self, name: str) -> None:
+        m = self.metrics
+        if name == CONNECTED:
+            self.connected.set()
+            m.mqtt_connected.set(1)
+        elif name == DISCONNECTED:
+            self.connected.clear()
+            m.mqtt_connected.set(0)
+        elif name == RECONNECTED:
+            m.mqtt_reconnects.inc()
+        elif name == CONNECT_FAILED:
+            m.mqtt_connect_failures.inc()
+
+    def _published(self, results: list[tuple[str, bool, str]]) -> None:
+        for label, ok, topic in results:
+            if ok:
+                self.metrics.alerts_published.labels(label).inc()
+            else:
+                self.metrics.alert_publish_failures.inc()
+                self.problems.warning("alert_publish", "could not publish alert on %s", topic)
