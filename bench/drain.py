@@ -168,19 +168,19 @@ def drain_daemon(
     restart it and time the drain."""
     model = REPO / "models" / "default.onnx"
     env = daemon_env(case, case.streams)
-    if src is not None:  # another checkout's streamd, ahead of the installed one
-        env["PYTHONPATH"] = str(src)
+    if src is not None:  # another checkout's streamd, ahead of the installed one (and run
+        env["PYTHONPATH"] = str(src)  # from there: ``python -m`` puts the cwd first)
     log = workdir / f"streamd-{case.streams}-{case.mode}-{'baseline' if src else 'now'}.log"
     http_port = free_port()
     first = start_daemon(
-        model, port, http_port, protocol=case.protocol, extra_env=env, log_path=log
+        model, port, http_port, protocol=case.protocol, extra_env=env, log_path=log, cwd=src
     )
     wait_ready(http_port)
     first.send_signal(signal.SIGTERM)  # a clean stop keeps the session and its subscriptions
     first.wait(30)
     preload(port, case.streams, count, 2)
     daemon = start_daemon(
-        model, port, http_port, protocol=case.protocol, extra_env=env, log_path=log
+        model, port, http_port, protocol=case.protocol, extra_env=env, log_path=log, cwd=src
     )
     try:
         wait_ready(http_port)

@@ -262,12 +262,12 @@ def measure_daemon(
         "STREAMD_LOGGING__LEVEL": "WARNING",
         "STREAMD_MQTT__PROTOCOL": PROTOCOL[0],
     }
-    if src is not None:  # another checkout's streamd, ahead of the installed one
-        env["PYTHONPATH"] = str(src)
+    if src is not None:  # another checkout's streamd, ahead of the installed one (and run
+        env["PYTHONPATH"] = str(src)  # from there: ``python -m`` puts the cwd first)
     tag = "baseline" if src is not None else "now"
     log = workdir / f"streamd-{case.qos}-{case.streams}-{case.mode}-{tag}.log"
     daemon = start_daemon(
-        REPO / "models" / "default.onnx", port, http_port, extra_env=env, log_path=log
+        REPO / "models" / "default.onnx", port, http_port, extra_env=env, log_path=log, cwd=src
     )
     try:
         wait_ready(http_port)

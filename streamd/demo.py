@@ -108,7 +108,10 @@ def start_daemon(
     protocol: str = "3.1.1",
     extra_env: dict[str, str] | None = None,
     log_path: Path | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
+    """``streamd run`` as a child process, from ``cwd`` if given (``python -m`` imports
+    streamd from the working directory first: a bench's baseline checkout runs from its own)."""
     env = {
         **os.environ,
         "STREAMD_MQTT__PROTOCOL": protocol,
@@ -130,10 +133,12 @@ def start_daemon(
         "sensors/#",
     ]
     if log_path is None:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
     # The child gets its own copy of the descriptor; ours can close as soon as it has started.
     with open(log_path, "wb") as log:
-        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_ready(http_port: int, timeout_s: float = 30.0) -> None:
