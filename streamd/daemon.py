@@ -470,7 +470,7 @@ class Daemon:
                 alert.score,
                 alert.alert_id,
             )
-        self.link.publish(items)  # the receiver counts each as published or failed
+        self.link.publish(items)  # counted as published or failed once the receiver replies
 
     def _publish_scores(self, batch: list[Sample], res: BatchResult, scored: np.ndarray) -> None:
         a_cfg = self.settings.alerts
