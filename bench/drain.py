@@ -26,6 +26,7 @@ import itertools
 import json
 import multiprocessing as mp
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -161,8 +162,25 @@ def daemon_env(case: Drain, streams: int) -> dict[str, str]:
     } | case.env
 
 
+def attach_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy on the daemon and its receiver process, raw folded stacks per thread, until
+    the daemon exits (``--nonblocking``: sampling must not slow what it measures)."""
+    cmd = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--threads", "--nonblocking"]
+    return subprocess.Popen(
+        [*cmd, "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def drain_daemon(
-    case: Drain, port: int, count: int, seconds: float, workdir: Path, src: Path | None
+    case: Drain,
+    port: int,
+    count: int,
+    seconds: float,
+    workdir: Path,
+    src: Path | None,
+    profile: Path | None = None,
 ) -> None:
     """The real ``streamd run`` (from ``src`` if given): register its session, preload,
     restart it and time the drain."""
@@ -182,8 +200,10 @@ def drain_daemon(
     daemon = start_daemon(
         model, port, http_port, protocol=case.protocol, extra_env=env, log_path=log, cwd=src
     )
+    profiler = None
     try:
         wait_ready(http_port)
+        profiler = attach_profiler(daemon.pid, profile) if profile is not None else None
         cpu0, t_cpu0 = cpu_seconds(daemon.pid), time.monotonic()
         samples: list[tuple[float, float]] = []
         deadline = time.monotonic() + seconds
@@ -200,10 +220,17 @@ def drain_daemon(
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)
+        if profiler is not None:
+            profiler.wait(30)
 
 
 def run_case(
-    case: Drain, count: int, seconds: float, workdir: Path, baseline: Path | None
+    case: Drain,
+    count: int,
+    seconds: float,
+    workdir: Path,
+    baseline: Path | None,
+    profile: Path | None = None,
 ) -> Drain:
     port = free_port()
     broker, _ = start_broker(port, workdir, "mosquitto")
@@ -216,7 +243,7 @@ def run_case(
         n, case.ceiling_msg_s = result.get(timeout=seconds + 30)
         sub.join(10)
         assert n == count, f"the bare subscriber drained {n} of {count}"
-        drain_daemon(case, port, count, seconds, workdir, None)
+        drain_daemon(case, port, count, seconds, workdir, None, profile)
         if baseline is not None:
             before = Drain(case.streams, case.mode, case.protocol, case.env)
             drain_daemon(before, port, count, seconds, workdir, baseline)
@@ -249,6 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a checkout of an earlier streamd (git worktree add /tmp/before REV): drained "
         "too, from the same broker, for a before/after in one run",
     )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="record the current code's drain with py-spy (daemon and receiver, raw folded "
+        "stacks per thread) into FILE; summarise with bench/folded.py",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "drain.json")
     ns = ap.parse_args(argv)
     env = dict(kv.split("=", 1) for kv in ns.set)
@@ -267,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                     ns.seconds,
                     Path(tmp),
                     ns.baseline,
+                    ns.profile,
                 )
                 cases.append(c)
                 print(

@@ -19,6 +19,7 @@ writes JSON. On these machines run-to-run noise is large: compare ratios within 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -172,11 +173,12 @@ def bare_subscriber(
 
 def process_tree(pid: int) -> list[int]:
     """``pid`` and its descendants: streamd's MQTT receiver is a child process, and its CPU
-    and memory are the daemon's too."""
+    and memory are the daemon's too. A thread may end while it is read: it has no children."""
     pids, i = [pid], 0
     while i < len(pids):
         for task in Path(f"/proc/{pids[i]}/task").glob("*/children"):
-            pids.extend(int(c) for c in task.read_text().split())
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                pids.extend(int(c) for c in task.read_text().split())
         i += 1
     return pids
 
