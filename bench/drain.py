@@ -63,7 +63,8 @@ class Drain:
     daemon_msg_s: float = 0.0
     ratio: float = 0.0
     daemon_processed: int = 0
-    daemon_cpu_pct: float = 0.0
+    daemon_cpu_pct: float = 0.0  # both processes
+    receiver_cpu_pct: float = 0.0  # of which the MQTT receiver process
     daemon_rss_mb: float = 0.0
     baseline_msg_s: float = 0.0  # the --baseline checkout, same backlog, same broker
     baseline_cpu_pct: float = 0.0
@@ -205,6 +206,7 @@ def drain_daemon(
         wait_ready(http_port)
         profiler = attach_profiler(daemon.pid, profile) if profile is not None else None
         cpu0, t_cpu0 = cpu_seconds(daemon.pid), time.monotonic()
+        own0 = cpu_seconds(daemon.pid, tree=False)
         samples: list[tuple[float, float]] = []
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
@@ -214,7 +216,11 @@ def drain_daemon(
             if got >= count:
                 break
             time.sleep(0.1)
-        case.daemon_cpu_pct = 100 * (cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - t_cpu0)
+        elapsed = time.monotonic() - t_cpu0
+        all_cpu = cpu_seconds(daemon.pid) - cpu0
+        case.daemon_cpu_pct = 100 * all_cpu / elapsed
+        own = cpu_seconds(daemon.pid, tree=False) - own0
+        case.receiver_cpu_pct = 100 * (all_cpu - own) / elapsed
         case.daemon_processed = int(samples[-1][1])
         case.daemon_msg_s = rate_between(samples, 0.1 * count, 0.9 * count)
     finally:
@@ -288,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(kv.split("=", 1) for kv in ns.set)
     print(
         f"{'streams':>8} {'mode':>6} {'mqtt':>5} {'ceiling/s':>10} {'streamd/s':>10} "
-        f"{'ratio':>6} {'cpu %':>6} {'rss MB':>7}"
+        f"{'ratio':>6} {'cpu %':>6} {'recv %':>6} {'rss MB':>7}"
         + (f" {'before/s':>9} {'ratio':>6} {'cpu %':>6}" if ns.baseline else "")
     )
     cases = []
@@ -307,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{c.streams:>8} {c.mode:>6} {c.protocol:>5} {c.ceiling_msg_s:>10,.0f} "
                     f"{c.daemon_msg_s:>10,.0f} {c.ratio:>6.2f} {c.daemon_cpu_pct:>6.0f} "
+                    f"{c.receiver_cpu_pct:>6.0f} "
                     f"{c.daemon_rss_mb:>7.0f}"
                     + (
                         f" {c.baseline_msg_s:>9,.0f} {c.baseline_msg_s / c.ceiling_msg_s:>6.2f}"

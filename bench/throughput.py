@@ -183,10 +183,10 @@ def process_tree(pid: int) -> list[int]:
     return pids
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU of ``pid`` and its descendants."""
+def cpu_seconds(pid: int, *, tree: bool = True) -> float:
+    """User and system CPU of ``pid`` and (unless ``tree`` is false) its descendants."""
     total = 0
-    for p in process_tree(pid):
+    for p in process_tree(pid) if tree else [pid]:
         fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
     return total / TICKS

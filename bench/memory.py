@@ -1,0 +1,87 @@
+"""Base memory of ``streamd run`` with the model loaded: RSS and PSS per process.
+
+streamd is two processes (the daemon and its MQTT receiver). Summed RSS counts the pages
+they share (libpython, libc, OpenSSL) twice; PSS splits every shared page between the
+processes that map it, so summed PSS is what the box spends. Both are printed, from
+``/proc/PID/smaps_rollup``, once the daemon is ready and idle (no traffic), and written as
+JSON.
+
+Run it with the interpreter you want measured. A development checkout's interpreter may
+carry site hooks (``.pth`` files) that a user's install does not; a clean venv shows what a
+user gets:
+
+    python bench/memory.py
+    python -m venv /tmp/userenv && /tmp/userenv/bin/pip install . \\
+        && /tmp/userenv/bin/python bench/memory.py --out bench/results/memory-venv.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from throughput import REPO, machine, process_tree  # bench/ is on sys.path
+
+from streamd.demo import free_port, start_broker, start_daemon, wait_ready
+
+FIELDS = ("Rss", "Pss")
+
+
+def smaps(pid: int) -> dict[str, float]:
+    """RSS and PSS of one process, in MB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in FIELDS:
+            values[key] = int(rest.split()[0]) / 1024
+    return values
+
+
+def command(pid: int) -> str:
+    """``streamd`` or ``streamd.mqtt_child``: the module the process runs."""
+    words = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return words[words.index("-m") + 1] if "-m" in words else words[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="streamd's base memory, per process")
+    ap.add_argument("--model", type=Path, default=REPO / "models" / "default.onnx")
+    ap.add_argument("--settle", type=float, default=3.0, help="seconds idle before reading")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "memory.json")
+    ns = ap.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        port, http_port = free_port(), free_port()
+        broker, _ = start_broker(port, Path(tmp), "mosquitto")
+        # run from an empty directory: ``python -m`` would import a checkout in the cwd
+        daemon = start_daemon(ns.model, port, http_port, cwd=Path(tmp))
+        try:
+            wait_ready(http_port)
+            time.sleep(ns.settle)
+            for pid in process_tree(daemon.pid):
+                rows.append({"process": command(pid), "pid": pid} | smaps(pid))
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(30)
+            broker.terminate()
+            broker.wait(10)
+    total = {"process": "total", "pid": 0} | {f: sum(r[f] for r in rows) for f in FIELDS}
+    print(f"python: {sys.executable}")
+    print(f"{'process':<20} {'RSS MB':>7} {'PSS MB':>7}")
+    for r in [*rows, total]:
+        print(f"{r['process']:<20} {r['Rss']:>7.1f} {r['Pss']:>7.1f}")
+    ns.out.parent.mkdir(parents=True, exist_ok=True)
+    ns.out.write_text(
+        json.dumps({"machine": machine(), "python": sys.executable, "processes": rows}, indent=2)
+    )
+    print(f"wrote {ns.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
