@@ -1,17 +1,20 @@
 """The MQTT side: one paho-mqtt 2.x client that subscribes, forwards and publishes.
 
-It runs in the receiver process (:mod:`streamd.mqtt_child`), so paho's network thread
-never shares a GIL with the inference worker. The network thread only stamps and forwards
-each message; the session is persistent (clean session or clean start off) so the broker
-keeps QoS 1 messages while streamd is away; every (re)connect subscribes again; paho
-reconnects with backoff. Nothing here imports pydantic, numpy or onnxruntime: the receiver
-process stays small.
+It runs in the receiver process (:mod:`streamd.mqtt_child`), so paho never shares a GIL
+with the inference worker. No paho thread runs: the receiver's one ``select`` loop drives
+the client through paho's external-loop calls (``loop_read``, ``loop_write``,
+``loop_misc``, ``reconnect``), so acknowledging a message costs no thread wake-up. The
+client only stamps and forwards each message; the session is persistent (clean session or
+clean start off) so the broker keeps QoS 1 messages while streamd is away; every
+(re)connect subscribes again; lost connections are retried with backoff. Nothing here
+imports pydantic, numpy or onnxruntime: the receiver process stays small.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import select
 import ssl
 import sys
 import time
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from streamd.config import MqttSettings
 
 log = logging.getLogger(__name__)
+MISC_INTERVAL_S = 1.0  # how often paho checks the keepalive
 
 # One received message as forwarded: topic (None when it is not UTF-8), payload, arrival
 # time (epoch s), packet id, QoS.
@@ -96,6 +100,9 @@ class MqttLink:
         self.problems = problems
         self._connected = False
         self._connections = 0
+        self._next_attempt = 0.0  # monotonic time of the next connection attempt
+        self._delay: float | None = None  # the backoff; None until an attempt fails
+        self._next_misc = 0.0
         v5 = options.protocol == "5"
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -105,11 +112,6 @@ class MqttLink:
             # streamd acknowledges itself: after scoring (ack_after_scoring), or on receipt;
             # either way never a message that arrives while stopping (mqtt_child.Outbox)
             manual_ack=True,
-            reconnect_on_failure=True,
-        )
-        self.client.reconnect_delay_set(
-            min_delay=max(1, round(options.reconnect_min_s)),
-            max_delay=max(1, round(options.reconnect_max_s)),
         )
         if options.username is not None:
             self.client.username_pw_set(options.username, options.password)
@@ -136,9 +138,10 @@ class MqttLink:
         paho_log.setLevel(logging.WARNING)
         self.client.enable_logger(paho_log)
 
-    # -- lifecycle ---------------------------------------------------------------------
+    # -- the receiver's loop drives the client (paho's "external event loop") ----------
 
     def start(self) -> None:
+        """Set the broker's address; :meth:`connect_if_due` connects."""
         o = self.options
         kwargs: dict[str, Any] = {}
         if o.protocol == "5":
@@ -146,11 +149,51 @@ class MqttLink:
             props.SessionExpiryInterval = o.session_expiry_s
             kwargs = {"clean_start": o.clean_start, "properties": props}
         self.client.connect_async(o.host, o.port, keepalive=o.keepalive_s, **kwargs)
-        self.client.loop_start()
+        # Packets paho queues (acknowledgements, publishes) wait for the loop's select to
+        # find the socket writable, instead of one send each from inside ack().
+        self.client.on_socket_register_write = lambda client, userdata, sock: None
 
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+    def connect_if_due(self, now: float) -> None:
+        """(Re)connect when the backoff allows: blocking, as paho's own loop does."""
+        if self.client.socket() is not None or now < self._next_attempt:
+            return
+        try:
+            self.client.reconnect()
+        except OSError:  # refused, unreachable, a TLS handshake failure
+            self._on_connect_fail(self.client, None)
+            self._back_off(time.monotonic())
+
+    def due_in(self, now: float) -> float:
+        """Seconds until :meth:`connect_if_due` or :meth:`misc_if_due` has work."""
+        if self.client.socket() is None:
+            return max(0.0, self._next_attempt - now)
+        return max(0.0, self._next_misc - now)
+
+    def misc_if_due(self, now: float) -> None:
+        """Keepalive: paho sends pings and notices a broker that stopped answering."""
+        if now >= self._next_misc:
+            self._next_misc = now + MISC_INTERVAL_S
+            self.client.loop_misc()
+
+    def stop(self, timeout_s: float) -> None:
+        """Send what is queued (acknowledgements first), then DISCONNECT."""
+        client = self.client
+        client.disconnect()
+        deadline = time.monotonic() + timeout_s
+        while (sock := client.socket()) is not None and client.want_write():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            select.select([], [sock], [], left)
+            client.loop_write()
+
+    def _back_off(self, now: float) -> None:
+        """Wait before the next attempt, doubling from ``reconnect_min_s`` up to
+        ``reconnect_max_s`` (reset once the broker accepts)."""
+        o = self.options
+        self._delay = o.reconnect_min_s if self._delay is None else self._delay * 2
+        self._delay = min(self._delay, o.reconnect_max_s)
+        self._next_attempt = now + self._delay
 
     def publish(self, topic: str, payload: bytes, qos: int) -> bool:
         info = self.client.publish(topic, payload, qos=qos)
@@ -162,7 +205,7 @@ class MqttLink:
         for mid, qos in pairs:
             ack(mid, qos)
 
-    # -- paho callbacks (network thread) ---------------------------------------------
+    # -- paho callbacks (from the receiver's loop) -------------------------------------
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
@@ -173,6 +216,7 @@ class MqttLink:
             log.error("broker %s:%d refused the connection: %s", o.host, o.port, reason)
             return
         self._connections += 1
+        self._delay = None
         if self._connections > 1:
             self.report(RECONNECTED)
         if o.protocol == "5":
@@ -206,6 +250,7 @@ class MqttLink:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         was, self._connected = self._connected, False
+        self._back_off(time.monotonic())
         self.report(DISCONNECTED)
         if was:
             log.warning("disconnected from broker: %s", reason)
