@@ -17,7 +17,7 @@ import struct
 import time
 from typing import Any
 
-HIGH_WATER = 4 * 2**20  # bytes buffered for the daemon before the receiver stops reading MQTT
+HIGH_WATER = 64 * 2**10  # bytes buffered for the daemon before the receiver stops reading MQTT
 READ_SIZE = 1 << 16
 
 
