@@ -286,8 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         type=Path,
         metavar="FILE",
-        help="record the current code's drain with py-spy (daemon and receiver, raw folded "
-        "stacks per thread) into FILE; summarise with bench/folded.py",
+        help="record the current code's drain with py-spy (pip install -e '.[bench]'; daemon "
+        "and receiver, raw folded stacks per thread) into FILE; summarise with bench/folded.py",
     )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "drain.json")
     ns = ap.parse_args(argv)
