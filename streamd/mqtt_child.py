@@ -40,7 +40,7 @@ from streamd.logs import RateLimitedLog, setup_logging
 from streamd.mqtt_io import MqttLink, Raw
 from streamd.pipe import Pipe, PipeClosed
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("streamd.mqtt_child")  # not __main__: run with python -m
 FLUSH_INTERVAL_S = 0.002  # the most a message waits in the child: bounds added latency
 FLUSH_SIZE = 512  # or a batch goes as soon as it has this many
 READS_PER_WAKEUP = 64  # packets read back to back before looking at the pipe again
