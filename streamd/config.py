@@ -141,6 +141,15 @@ class ScoringSettings(Section):
     history_warmup: int = Field(
         300, ge=0, description="scored samples a stream learns from before it gives verdicts"
     )
+    profile: Literal["off", "day", "week"] = Field(
+        "off",
+        description="also score each sample against its stream's average for this time of "
+        "day (or week): a second error history beside the forecast error's",
+    )
+    profile_bins: int = Field(48, ge=2, le=2016, description="phase bins of the profile's period")
+    profile_periods: float = Field(
+        3.0, gt=0, description="memory of the profile, in periods (its averages decay in time)"
+    )
     scaling_horizon: int = Field(
         5000, ge=10, description="horizon of per-stream scaling (models with per-stream scaling)"
     )

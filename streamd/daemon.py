@@ -85,6 +85,9 @@ def build_pipeline(settings: Settings, model: Forecaster) -> Pipeline:
         max_gap_s=settings.state.max_gap_s,
         scaling_horizon=sc.scaling_horizon,
         scaling_warmup=sc.scaling_warmup,
+        profile=sc.profile,
+        profile_bins=sc.profile_bins,
+        profile_periods=sc.profile_periods,
     )
 
 

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from streamd import timefeatures
 from streamd.inference import Forecaster
 from streamd.payload import Sample
+from streamd.profile import SeasonalProfile
 from streamd.scoring import ScoreState, ScoringParams
 from streamd.state import StreamState, StreamTable
 
@@ -114,6 +115,9 @@ class Pipeline:
         max_gap_s: float = float("inf"),
         scaling_horizon: int = 5000,
         scaling_warmup: int = 288,
+        profile: str = "off",
+        profile_bins: int = 48,
+        profile_periods: float = 3.0,
     ) -> None:
         if mode not in ("step", "window"):
             raise ValueError(f"mode must be 'step' or 'window', not {mode!r}")
@@ -135,7 +139,14 @@ class Pipeline:
             mode=mode,
             inputs=card.n_inputs,
         )
-        self.scores = ScoreState(max_streams, params)
+        self.profile = (
+            None
+            if profile == "off"
+            else SeasonalProfile(
+                max_streams, len(card.features), profile, profile_bins, profile_periods
+            )
+        )
+        self.scores = ScoreState(max_streams, params, profile=self.profile is not None)
         self.active: dict[int, OpenAlert] = {}
         self._card_offset = card.scaler.offset.astype(np.float64)
         self._card_scale = card.scaler.scale.astype(np.float64)
@@ -207,6 +218,8 @@ class Pipeline:
                     seen.pop(slot, None)  # the evicted stream's earlier rows keep their round
                 self.state.reset([slot])
                 self.scores.reset([slot])
+                if self.profile is not None:
+                    self.profile.reset([slot])
             k = seen.get(slot, 0)
             if max_rounds is not None and k >= max_rounds:
                 res.status[i] = DEFERRED
@@ -279,13 +292,16 @@ class Pipeline:
             diff = scaled[ready].astype(np.float64) - st.pred[r_slots]
             sq = diff**2
             err = np.sqrt(sq.mean(axis=1))
-            scored = self.scores.update(r_slots, err)
+            o = offset[ready] if offset.ndim == 2 else offset
+            sc = scale[ready] if scale.ndim == 2 else scale
+            perr = None
+            if self.profile is not None:
+                perr = self.profile.residual(r_slots, ts[ready], raw[ready], sc)
+            scored = self.scores.update(r_slots, err, perr)
             res.status[r_rows] = SCORED
             res.score[r_rows] = scored.score
             res.surprise[r_rows] = scored.surprise
             res.anomalous[r_rows] = scored.anomalous
-            o = offset[ready] if offset.ndim == 2 else offset
-            sc = scale[ready] if scale.ndim == 2 else scale
             predicted = st.pred[r_slots] * sc + o
             res.predicted[r_rows] = predicted
             res.error[r_rows] = err
@@ -295,6 +311,8 @@ class Pipeline:
             learn[ready] = ~scored.anomalous
         else:
             learn = np.ones(len(slots), bool)
+        if self.profile is not None:  # what a time of day brings, from normal samples only
+            self.profile.learn(slots[learn], ts[learn], raw[learn])
         if card.per_stream_scaling:
             keep = learn & ~fresh  # never from anomalous samples; a fresh one is already in
             self._learn_scaling(slots[keep], raw[keep])

@@ -24,6 +24,10 @@ Pure array code, one path for ``run``, ``replay`` and ``evaluate``. For each sam
    resolved and the stream's error history starts again from the prior at the current level.
    Without this, a stream that changed for good (or never fit the model) would stay in alert
    forever, since flagged samples never teach the history.
+7. Optionally (``scoring.profile``), a second history of the same kind scores the residual
+   against the stream's seasonal profile (:mod:`streamd.profile`); a sample's surprise is
+   the larger of the two, and steps 5-6 run once on it. Each history learns only samples
+   that are normal for it and lie outside an anomaly.
 """
 
 from __future__ import annotations
@@ -106,68 +110,40 @@ class Scored(NamedTuple):
     left: B
 
 
-class ScoreState:
-    """Per-stream scorer state in arrays of length ``capacity``.
+class ErrorHistory:
+    """One error's smoothing and decayed-histogram history, per slot (steps 1-4 above).
 
-    The history is a decayed histogram (``hist: [capacity, N_BINS]``, float32) of the
-    stream's smoothed error, so the tail probability is empirical: an error as large as ones
-    the stream shows every day is not rare, whatever its size. The calibration prior, a
-    normal distribution of weight ``prior_samples``, keeps the probability of a size never
-    seen above zero.
+    ``u = (error - center) / scale``. The model's forecast error uses the card's
+    calibration; the seasonal profile's residual uses centre 0 and the calibration's mean
+    error as its unit (it has no calibration of its own, and a residual is never negative).
     """
 
     # Per-slot arrays (all indexed on axis 0) that a state snapshot holds.
-    SLOT_FIELDS = (
-        ("smooth", 0),
-        ("primed", 0),
-        ("hist", 0),
-        ("n", 0),
-        ("warm_until", 0),
-        ("above", 0),
-        ("below", 0),
-        ("anomalous", 0),
-        ("run", 0),
-        ("last_score", 0),
-    )
+    SLOT_FIELDS = (("smooth", 0), ("primed", 0), ("hist", 0), ("n", 0), ("warm_until", 0))
 
-    def __init__(self, capacity: int, params: ScoringParams) -> None:
-        self.params = params
+    def __init__(self, capacity: int, params: ScoringParams, center: float, scale: float) -> None:
+        self.params, self.center, self.scale = params, center, scale
         self.smooth = np.zeros(capacity)
         self.primed = np.zeros(capacity, bool)
         self.hist = np.zeros((capacity, N_BINS), np.float32)
         self.n = np.zeros(capacity, np.int64)
         # learn from everything until n reaches this (history_warmup; longer after an expiry)
         self.warm_until = np.full(capacity, params.history_warmup, np.int64)
-        self.above = np.zeros(capacity, np.int64)
-        self.below = np.zeros(capacity, np.int64)
-        self.anomalous = np.zeros(capacity, bool)
-        self.run = np.zeros(capacity, np.int64)  # samples in the current anomaly
-        self.last_score = np.zeros(capacity)
 
     def reset(self, slots: I64 | list[int]) -> None:
         self.smooth[slots] = 0.0
         self.primed[slots] = False
+        self.restart(slots, self.params.history_warmup)
+
+    def restart(self, slots: I64 | list[int], warmup: int) -> None:
+        """Forget the history (not the smoothed level) and learn ``warmup`` samples again."""
         self.hist[slots] = 0.0
         self.n[slots] = 0
-        self.warm_until[slots] = self.params.history_warmup
-        self.above[slots] = 0
-        self.below[slots] = 0
-        self.anomalous[slots] = False
-        self.run[slots] = 0
-        self.last_score[slots] = 0.0
+        self.warm_until[slots] = warmup
 
-    def relearn(self, params: ScoringParams) -> None:
-        """Adopt ``params`` (a new model's calibration) and relearn every error history.
-
-        Errors of another model are not comparable, so histories restart with a warm-up;
-        alert states stay, so an open anomaly still ends with a ``resolved`` alert.
-        """
-        self.params = params
-        self.smooth[:] = 0.0
-        self.primed[:] = False
-        self.hist[:] = 0.0
-        self.n[:] = 0
-        self.warm_until[:] = params.history_warmup
+    def relearn(self, params: ScoringParams, center: float, scale: float) -> None:
+        self.params, self.center, self.scale = params, center, scale
+        self.reset(slice(None))  # type: ignore[arg-type]
 
     def log10_tail(self, slots: I64, s: F64, bins: I64) -> F64:
         """``log10 P(history >= s)`` with the calibration prior mixed in."""
@@ -181,10 +157,11 @@ class ScoreState:
         out: F64 = log_mass - np.log10(total + p.prior_samples)
         return np.minimum(out, 0.0)
 
-    def update(self, slots: I64, error: F64) -> Scored:
-        """Score one error per row; ``slots`` must be distinct within a call."""
+    def observe(self, slots: I64, error: F64) -> tuple[F64, I64, B]:
+        """Smooth ``error`` into each slot; returns the surprise, the history bin of the
+        smoothed error (for :meth:`learn`) and whether the slot is still warming up."""
         p = self.params
-        u = (error - p.cal_mean) / p.cal_std
+        u = (error - self.center) / self.scale
         s = np.where(
             self.primed[slots],
             (1 - p.smoothing_alpha) * self.smooth[slots] + p.smoothing_alpha * u,
@@ -192,9 +169,91 @@ class ScoreState:
         )
         self.smooth[slots] = s
         self.primed[slots] = True
-
         bins = np.searchsorted(BIN_LOW, s, side="right") - 1
         surprise = -self.log10_tail(slots, s, bins)
+        return surprise, bins, self.n[slots] < self.warm_until[slots]
+
+    def learn(self, slots: I64, bins: I64) -> None:
+        self.hist[slots] *= np.float32(1.0 - 1.0 / self.params.history_samples)
+        self.hist[slots, bins] += 1.0
+        self.n[slots] += 1
+
+
+class ScoreState:
+    """Per-stream scorer state in arrays of length ``capacity``.
+
+    The forecast error's history (:class:`ErrorHistory`, ``hist: [capacity, N_BINS]``,
+    float32) makes the tail probability empirical: an error as large as ones the stream
+    shows every day is not rare, whatever its size. The calibration prior, a normal
+    distribution of weight ``prior_samples``, keeps the probability of a size never seen
+    above zero. With ``profile``, a second history scores the seasonal profile's residual
+    (:mod:`streamd.profile`) and a sample's surprise is the larger of the two; one
+    hysteresis decides the stream's state.
+    """
+
+    # Per-slot arrays (all indexed on axis 0) that a state snapshot holds, beside each
+    # history's own.
+    SLOT_FIELDS = (
+        ("above", 0),
+        ("below", 0),
+        ("anomalous", 0),
+        ("run", 0),
+        ("last_score", 0),
+    )
+
+    def __init__(self, capacity: int, params: ScoringParams, profile: bool = False) -> None:
+        self.params = params
+        self.history = ErrorHistory(capacity, params, params.cal_mean, params.cal_std)
+        self.profile_history = (
+            ErrorHistory(capacity, params, 0.0, params.cal_mean) if profile else None
+        )
+        self.above = np.zeros(capacity, np.int64)
+        self.below = np.zeros(capacity, np.int64)
+        self.anomalous = np.zeros(capacity, bool)
+        self.run = np.zeros(capacity, np.int64)  # samples in the current anomaly
+        self.last_score = np.zeros(capacity)
+
+    @property
+    def histories(self) -> list[ErrorHistory]:
+        return [h for h in (self.history, self.profile_history) if h is not None]
+
+    def reset(self, slots: I64 | list[int]) -> None:
+        for h in self.histories:
+            h.reset(slots)
+        self.above[slots] = 0
+        self.below[slots] = 0
+        self.anomalous[slots] = False
+        self.run[slots] = 0
+        self.last_score[slots] = 0.0
+
+    def relearn(self, params: ScoringParams) -> None:
+        """Adopt ``params`` (a new model's calibration) and relearn every error history.
+
+        Errors of another model are not comparable, so histories restart with a warm-up;
+        alert states stay, so an open anomaly still ends with a ``resolved`` alert.
+        """
+        self.params = params
+        self.history.relearn(params, params.cal_mean, params.cal_std)
+        if self.profile_history is not None:
+            self.profile_history.relearn(params, 0.0, params.cal_mean)
+
+    def update(self, slots: I64, error: F64, profile_error: F64 | None = None) -> Scored:
+        """Score one error per row; ``slots`` must be distinct within a call.
+
+        ``profile_error`` (with ``profile``) is the seasonal residual, NaN where the
+        profile has not seen the sample's time of day yet.
+        """
+        p = self.params
+        surprise, bins, warming = self.history.observe(slots, error)
+        own_hot = surprise / 10.0 >= p.threshold
+        ph = self.profile_history
+        if ph is not None and profile_error is not None:
+            valid = ~np.isnan(profile_error)
+            v_slots = slots[valid]
+            p_surprise, p_bins, p_warming = ph.observe(v_slots, profile_error[valid])
+            p_own_hot = p_surprise / 10.0 >= p.threshold
+            surprise = surprise.copy()
+            surprise[valid] = np.maximum(surprise[valid], np.where(p_warming, 0.0, p_surprise))
         score = np.clip(surprise / 10.0, 0.0, 1.0)
         self.last_score[slots] = score
 
@@ -203,7 +262,6 @@ class ScoreState:
         cool = score < p.threshold_low
         above = np.where(hot, self.above[slots] + 1, 0)
         below = np.where(cool, self.below[slots] + 1, 0)
-        warming = self.n[slots] < self.warm_until[slots]
         entered = ~was & (above >= p.enter_after) & ~warming
         run = np.where(was, self.run[slots] + 1, 0)
         expired = was & (run >= p.max_anomaly_samples)
@@ -214,15 +272,18 @@ class ScoreState:
         self.anomalous[slots] = now
         self.run[slots] = np.where(now, run, 0)
         if expired.any():
-            es = slots[expired]
-            self.hist[es] = 0.0
-            self.n[es] = 0
-            self.warm_until[es] = max(p.history_warmup, p.prior_samples)
+            warmup = max(p.history_warmup, p.prior_samples)
+            for h in self.histories:
+                h.restart(slots[expired], warmup)
 
-        learn = (~now & ~hot & ~expired) | warming
+        # A history learns only samples that are normal for it and for the stream, so an
+        # anomaly never teaches it that it is normal.
+        learn = (~now & ~own_hot & ~expired) | warming
         if learn.any():
-            ls = slots[learn]
-            self.hist[ls] *= np.float32(1.0 - 1.0 / p.history_samples)
-            self.hist[ls, bins[learn]] += 1.0
-            self.n[ls] += 1
+            self.history.learn(slots[learn], bins[learn])
+        if ph is not None and profile_error is not None:
+            quiet = (~now & ~expired)[valid]
+            p_learn = (quiet & ~p_own_hot) | p_warming
+            if p_learn.any():
+                ph.learn(v_slots[p_learn], p_bins[p_learn])
         return Scored(score, surprise, now, entered, left)

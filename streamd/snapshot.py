@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from streamd.pipeline import OpenAlert, Pipeline
-from streamd.scoring import ScoreState
+from streamd.profile import SeasonalProfile
+from streamd.scoring import ErrorHistory, ScoreState
 from streamd.state import StreamState
 
 FORMAT = 1
+PROFILE_KEYS = ("p.", "cp.")  # the seasonal profile's arrays: optional in a snapshot
 
 
 class SnapshotMismatch(Exception):
@@ -38,13 +40,28 @@ class Restored:
 
 
 def _fields(p: Pipeline) -> Iterator[tuple[str, np.ndarray, int]]:
-    """``(key, array, slot axis)`` of every per-slot array in use (not the other mode's)."""
-    parts: tuple[tuple[str, StreamState | ScoreState], ...] = (("s", p.state), ("c", p.scores))
+    """``(key, array, slot axis)`` of every per-slot array in use (not the other mode's).
+
+    The forecast error's history keeps the ``c.`` keys it had before the scorer had a
+    second one, so older snapshots still load; the seasonal profile's (``p.``, ``cp.``)
+    are absent from snapshots taken without it, and those streams learn it afresh.
+    """
+    parts: list[tuple[str, StreamState | ScoreState | ErrorHistory | SeasonalProfile]] = [
+        ("s", p.state),
+        ("c", p.scores),
+        ("c", p.scores.history),
+    ]
+    if p.scores.profile_history is not None and p.profile is not None:
+        parts += [("cp", p.scores.profile_history), ("p", p.profile)]
     for prefix, part in parts:
         for name, axis in part.SLOT_FIELDS:
             array = getattr(part, name)
             if array.shape[axis]:
                 yield f"{prefix}.{name}", array, axis
+
+
+def _other_axes(array: np.ndarray, axis: int) -> tuple[int, ...]:
+    return array.shape[:axis] + array.shape[axis + 1 :]
 
 
 def _header(p: Pipeline) -> dict[str, object]:
@@ -121,8 +138,14 @@ def load(pipeline: Pipeline, path: Path) -> Restored:
         slots = np.array([pipeline.table.lookup(stream).slot for stream in keep], np.int64)
         rows = np.arange(first, len(ids))
         for key, array, axis in _fields(pipeline):
+            optional = key.startswith(PROFILE_KEYS)
+            if optional and key not in z.files:
+                continue  # the profile was off when this was taken: learn it afresh
+            saved = z[key]
+            if optional and _other_axes(saved, axis) != _other_axes(array, axis):
+                continue  # taken with other profile bins
             index = (slice(None),) * axis + (slots,)
-            array[index] = np.take(z[key], rows, axis=axis)
+            array[index] = np.take(saved, rows, axis=axis)
         contrib = z["alert_contrib"]
     restored = 0
     for a, c in zip(header["alerts"], contrib, strict=True):

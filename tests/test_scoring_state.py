@@ -62,11 +62,11 @@ def test_history_does_not_learn_from_anomalous_samples() -> None:
     slots = np.array([0])
     for _ in range(200):
         st.update(slots, np.array([0.1]))
-    hist, n = st.hist[0].copy(), st.n[0]
+    hist, n = st.history.hist[0].copy(), st.history.n[0]
     for _ in range(500):  # a long anomaly
         r = st.update(slots, np.array([3.0]))
     assert r.anomalous[0]
-    assert st.n[0] == n and np.array_equal(st.hist[0], hist)
+    assert st.history.n[0] == n and np.array_equal(st.history.hist[0], hist)
     assert r.score[0] == 1.0  # still fully anomalous: it never became "normal"
 
 

@@ -132,3 +132,24 @@ def test_swap_to_a_new_version_keeps_streams_and_relearns_errors(
     # while error histories relearn, no stream enters a new anomaly
     early = [a for a in r.alerts if a.ts < rest[3 * 40].ts_s]
     assert all(a.state == "resolved" for a in early) and len(early) <= len(open_before)
+
+
+def test_the_seasonal_profile_survives_a_restart_and_older_snapshots_still_load(
+    tiny_model, tmp_path: Path
+) -> None:
+    p, _, rest = fed(tiny_model, "step", profile="day")
+    assert p.profile is not None and p.profile.seen.any()
+    path = tmp_path / "state.npz"
+    snapshot.save(p, path)
+    q = make(tiny_model, "step", history_warmup=40, profile="day")
+    snapshot.load(q, path)
+    assert q.profile is not None
+    kept, restored = p.process(rest), q.process(rest)
+    np.testing.assert_allclose(kept.score, restored.score, rtol=1e-6, atol=1e-9)
+
+    plain, _, _ = fed(tiny_model, "step")  # taken without the profile
+    snapshot.save(plain, path)
+    r = make(tiny_model, "step", history_warmup=40, profile="day")
+    assert snapshot.load(r, path).streams == 3
+    assert r.profile is not None and not r.profile.seen.any()  # learnt afresh
+    assert np.all(r.process(rest).status == SCORED)  # the forecast history was restored

@@ -1,0 +1,61 @@
+"""The seasonal profile (streamd.profile) and the scorer's second history that reads it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from test_scoring_state import params
+
+from streamd.profile import SeasonalProfile
+from streamd.scoring import ScoreState
+
+DAY = 86_400.0
+
+
+def test_a_bin_has_no_residual_until_its_time_of_day_was_seen() -> None:
+    prof = SeasonalProfile(1, features=1, period="day", bins=48, periods=3.0)
+    slot, scale = np.array([0]), np.array([2.0])
+    assert np.isnan(prof.residual(slot, np.array([0.0]), np.array([[5.0]]), scale))[0]
+    prof.learn(slot, np.array([0.0]), np.array([[5.0]]))
+    # the same half hour a day later: residual in units of the scale
+    got = prof.residual(slot, np.array([DAY + 60.0]), np.array([[9.0]]), scale)
+    assert got[0] == 2.0
+    assert np.isnan(prof.residual(slot, np.array([DAY / 2]), np.array([[5.0]]), scale))[0]
+
+
+def test_averages_decay_in_time_not_in_samples() -> None:
+    """A stream sampled every minute and one every five forget at the same pace."""
+    prof = SeasonalProfile(2, features=1, period="day", bins=48, periods=3.0)
+    bin_s = DAY / 48
+    for slot, step in ((0, 60.0), (1, 300.0)):
+        s = np.array([slot])
+        for t in np.arange(0.0, DAY + bin_s, step):  # a day at level 1, then a bin width at 0
+            prof.learn(s, np.array([t]), np.array([[1.0 if t < DAY else 0.0]]))
+    expected = math.exp(-1 / 3)  # one bin width of a memory of three
+    np.testing.assert_allclose(prof.mean[:, 0, 0], [expected, expected], atol=0.02)
+
+
+def test_a_level_far_from_the_profile_enters_an_anomaly_the_forecast_error_misses() -> None:
+    p = params(history_warmup=200, smoothing_alpha=0.3, enter_after=1)
+    rng = np.random.default_rng(0)
+    with_profile, without = ScoreState(1, p, profile=True), ScoreState(1, p)
+    slots = np.array([0])
+    entered = {"with": False, "without": False}
+    for i in range(600):
+        error = np.array([0.1 + 0.05 * rng.standard_normal()])  # the forecast keeps up
+        residual = np.array([0.1 + 0.05 * abs(rng.standard_normal())])
+        if i >= 500:
+            residual = residual + 1.0  # far from what this time of day brings
+        r = with_profile.update(slots, error, residual)
+        entered["with"] |= bool(r.entered[0])
+        entered["without"] |= bool(without.update(slots, error).entered[0])
+    assert entered == {"with": True, "without": False}
+
+
+def test_an_unseen_time_of_day_neither_scores_nor_teaches_the_profile_history() -> None:
+    st = ScoreState(1, params(), profile=True)
+    assert st.profile_history is not None
+    r = st.update(np.array([0]), np.array([0.1]), np.array([np.nan]))
+    assert np.isfinite(r.score[0])
+    assert st.profile_history.n[0] == 0 and st.history.n[0] == 1
