@@ -162,6 +162,55 @@ def test_daemon_scores_samples_that_arrive_late_within_the_window(
             proc.kill()
 
 
+@pytest.mark.parametrize("max_inflight", [200, 65535])
+def test_after_a_backlog_the_window_reaches_back_as_far_as_the_brokers_inflight_limit(
+    tmp_path: Path, max_inflight: int
+) -> None:
+    """20 streams send 30 samples each, then 3 older ones each, in one burst, as a broker
+    delivers a backlog with a publisher's resends behind it. streamd acknowledges a sample a
+    window after it arrives, so the broker sends ``max_inflight`` of the burst at first and
+    the rest windows later: the older samples, 600 messages back, are all scored only when
+    the limit covers the burst (docs/deploy.md, "Publishers that reorder")."""
+    from streamd.demo import free_port, start_broker
+
+    port = free_port()
+    broker, _ = start_broker(port, tmp_path, max_inflight=max_inflight)
+    env = {"STREAMD_STATE__REORDER_WINDOW_MS": "1000"}
+    proc, http_port, log = start(port, DEFAULT_MODEL, tmp_path, env, f"i{max_inflight}")
+    try:
+        wait_ready(http_port)
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+        client.max_inflight_messages_set(0)  # the publisher sends the burst at once
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        newer = [(k, t) for t in range(10, 40) for k in range(20)]
+        older = [(k, t) for t in range(7, 10) for k in range(20)]
+        infos = [
+            client.publish(f"sensors/s{k}", json.dumps({"ts": T0 + t * STEP_S, "value": 20.0}), 1)
+            for k, t in newer + older
+        ]
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+        client.disconnect()
+        client.loop_stop()
+        deadline = time.monotonic() + 30
+        while counted(http_port) < len(infos) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        m = metric_values(scrape(http_port))
+        late = m['streamd_messages_total{result="out_of_order"}']
+        accepted = m['streamd_messages_total{result="accepted"}']
+        print(f"max_inflight_messages {max_inflight}: accepted {accepted:.0f}, late {late:.0f}")
+        assert accepted + late == len(infos)
+        assert late == (len(older) if max_inflight < len(newer) else 0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0, log.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        broker.terminate()
+        broker.wait(10)
+
+
 def test_a_flooding_stream_is_rate_limited_and_every_message_accounted(
     broker: int, tmp_path: Path
 ) -> None:

@@ -41,8 +41,11 @@ class PersistentBroker:
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\n"
             # unacknowledged messages a subscriber may hold: streamd acknowledges a QoS 1
-            # message once it is scored, after its reorder window (see docs/deploy.md)
-            "max_queued_messages 100000\nmax_inflight_messages 1000\nlog_type error\n"
+            # message once it is scored, after its reorder window. After the restart the
+            # broker sends the daemon's whole backlog at once only if this covers it; with
+            # 1000, the publisher's resends sat behind more than 1000 newer messages in one CI
+            # run and came a window late (docs/deploy.md, "Publishers that reorder")
+            "max_queued_messages 100000\nmax_inflight_messages 65535\nlog_type error\n"
             # as root, Mosquitto would switch to its own user, who cannot write here
             + ("user root\n" if os.geteuid() == 0 else "")
         )
@@ -162,9 +165,11 @@ def test_broker_restart_during_a_qos1_stream_delivers_and_counts_every_message(
         )
         # Every message reaches the daemon and is scored. After its reconnect, paho sends
         # new messages before it resends the unacknowledged old ones: the reorder window
-        # (3 s here) puts them back in order. With 200 ms, one run on a loaded CI machine
-        # left 258 resends too late; with 1 s, 2 of 10 runs left 156 and 285 (2026-11-23, on
-        # the code before and after the receiver's single loop alike); with 3 s, 0 of 10.
+        # (3 s here) puts them back in order, provided the broker sends its backlog at once.
+        # With the broker's max_inflight_messages at 1000 it did not: the daemon acknowledges
+        # after the window, so whatever sat more than 1000 messages behind came a window
+        # later. Runs with 200 ms, 1 s and 3 s windows left 258, 156, 285 and 52 resends
+        # unscored (2026-11-23) before the broker's limit was raised to 65535.
         # Resent messages the broker had already delivered arrive behind newer samples:
         # counted as out_of_order, not scored.
         assert accepted(m) == published
