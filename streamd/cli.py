@@ -136,8 +136,7 @@ def _cmd_replay(ns: argparse.Namespace) -> int:
 
     features = Forecaster(ns.model).card.features
     write_replay(Path(ns.output), r, features)
-    a = r.scores.is_anomaly
-    n_alerts = int((a[1:] & ~a[:-1]).sum() + a[:1].sum())
+    n_alerts = int(r.scores.entered.sum())
     print(f"replayed {len(r.timestamps)} rows: {n_alerts} anomalies entered; wrote {ns.output}")
     return 0
 

@@ -6,8 +6,8 @@ daemon's own pipeline over every row, then three detectors side by side:
 * ``zscore``: a rolling z-score of the value (no model);
 * ``gru_raw``: the model's calibrated prediction error as the score (no smoothing, history or
   hysteresis);
-* ``streamd``: the full scorer; a row fires where a stream *enters* the anomalous state (the
-  alert), scored with the anomaly score there.
+* ``streamd``: the full scorer; a row fires where one of the stream's sources *enters* an
+  anomaly (an alert), scored with the anomaly score there.
 
 Writes ``<out>/summary.json``, the benchmark's results layout
 (``<out>/results/<detector>/<category>/<detector>_<file>.csv``) and a PNG per file.
@@ -123,7 +123,7 @@ def evaluate_file(
     )
     pipeline = build_pipeline(settings, fc)
     r = replay_series(pipeline, series.ts_s, series.values)
-    onset = r.is_anomaly & ~np.concatenate([[False], r.is_anomaly[:-1]])
+    onset = r.entered  # where an alert fires: a source of the stream enters an anomaly
     cal = fc.card.calibration
     values = series.values[:, 0]
     scores = {

@@ -12,6 +12,7 @@ per call: a stream's later samples come back ``DEFERRED`` for the caller to pass
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from streamd import timefeatures
 from streamd.inference import Forecaster
 from streamd.payload import Sample
 from streamd.profile import SeasonalProfile
-from streamd.scoring import ScoreState, ScoringParams
+from streamd.scoring import SOURCES, Scored, ScoreState, ScoringParams, Verdict
 from streamd.state import StreamState, StreamTable
 
 F32 = npt.NDArray[np.float32]
@@ -39,10 +40,12 @@ SWAP_BATCH = 1024  # windows per ONNX call when a new model re-predicts every st
 
 @dataclass
 class AlertEvent:
-    """An ``anomaly`` (entered) or ``resolved`` (left) transition of one stream."""
+    """An ``anomaly`` (entered) or ``resolved`` (left) transition of one stream's source
+    (``forecast`` or ``profile``, :data:`~streamd.scoring.SOURCES`)."""
 
     state: str
     stream: str
+    source: str
     alert_id: str
     ts: float
     start_ts: float
@@ -61,6 +64,7 @@ class AlertEvent:
             "stream": self.stream,
             "ts": self.ts,
             "state": self.state,
+            "source": self.source,
             "alert_id": self.alert_id,
             "score": round(self.score, 6),
             "peak_score": round(self.peak_score, 6),
@@ -68,11 +72,19 @@ class AlertEvent:
             "start_ts": self.start_ts,
             "end_ts": self.end_ts,
             "value": next(iter(self.value.values())) if one else self.value,
-            "predicted": next(iter(self.predicted.values())) if one else self.predicted,
+            "predicted": _number(next(iter(self.predicted.values())))
+            if one
+            else {k: _number(v) for k, v in self.predicted.items()},
             "contributions": self.contributions,
             "model": model,
             "model_version": model_version,
         }
+
+
+def _number(v: float) -> float | None:
+    """JSON has no NaN: a profile alert over a time of day the profile has not seen yet
+    carries ``null`` as its expected value."""
+    return None if math.isnan(v) else v
 
 
 @dataclass
@@ -94,6 +106,7 @@ class BatchResult:
     score: F64  # NaN where not scored
     surprise: F64  # -log10 tail probability, unclipped; NaN where not scored
     anomalous: npt.NDArray[np.bool_]
+    entered: npt.NDArray[np.bool_]  # a source of the stream entered an anomaly here
     predicted: F32  # [n, features], original units, NaN where not scored
     error: F64  # RMS scaled error, NaN where not scored
     alerts: list[AlertEvent] = field(default_factory=list)
@@ -147,7 +160,7 @@ class Pipeline:
             )
         )
         self.scores = ScoreState(max_streams, params, profile=self.profile is not None)
-        self.active: dict[int, OpenAlert] = {}
+        self.active: dict[tuple[int, str], OpenAlert] = {}  # by (slot, source)
         self._card_offset = card.scaler.offset.astype(np.float64)
         self._card_scale = card.scaler.scale.astype(np.float64)
 
@@ -200,6 +213,7 @@ class Pipeline:
             score=np.full(n, np.nan),
             surprise=np.full(n, np.nan),
             anomalous=np.zeros(n, bool),
+            entered=np.zeros(n, bool),
             predicted=np.full((n, f), np.nan, np.float32),
             error=np.full(n, np.nan),
         )
@@ -214,7 +228,7 @@ class Pipeline:
                 if look.evicted is not None:
                     res.evicted += 1
                     res.evicted_ids.append(look.evicted)
-                    self.active.pop(slot, None)
+                    self._drop_alerts(slot)
                     seen.pop(slot, None)  # the evicted stream's earlier rows keep their round
                 self.state.reset([slot])
                 self.scores.reset([slot])
@@ -237,7 +251,7 @@ class Pipeline:
             if s.ts_s - prev > self.max_gap_s and prev > -np.inf:
                 self.state.reset([slot], keep_last_ts=True)
                 self.scores.reset([slot])
-                self.active.pop(slot, None)
+                self._drop_alerts(slot)
                 res.gap_resets += 1
             last_ts[slot] = s.ts_s
             slots[i] = slot
@@ -294,19 +308,27 @@ class Pipeline:
             err = np.sqrt(sq.mean(axis=1))
             o = offset[ready] if offset.ndim == 2 else offset
             sc = scale[ready] if scale.ndim == 2 else scale
+            predicted = st.pred[r_slots] * sc + o
+            share = sq / np.maximum(sq.sum(axis=1, keepdims=True), 1e-300)
+            # per source: what the sample was compared with (original units), and each
+            # feature's share of the squared difference (an alert's contributions)
+            evidence = {"forecast": (predicted, share)}
             perr = None
             if self.profile is not None:
-                perr = self.profile.residual(r_slots, ts[ready], raw[ready], sc)
+                expected = self.profile.expected(r_slots, ts[ready])
+                p_sq = ((raw[ready] - expected) / sc) ** 2
+                perr = np.sqrt(p_sq.mean(axis=1))
+                p_share = p_sq / np.maximum(p_sq.sum(axis=1, keepdims=True), 1e-300)
+                evidence["profile"] = (expected, np.nan_to_num(p_share))
             scored = self.scores.update(r_slots, err, perr)
             res.status[r_rows] = SCORED
             res.score[r_rows] = scored.score
             res.surprise[r_rows] = scored.surprise
             res.anomalous[r_rows] = scored.anomalous
-            predicted = st.pred[r_slots] * sc + o
+            res.entered[r_rows] = scored.entered
             res.predicted[r_rows] = predicted
             res.error[r_rows] = err
-            share = sq / np.maximum(sq.sum(axis=1, keepdims=True), 1e-300)
-            self._track_alerts(r_slots, ts[ready], raw[ready], predicted, share, scored, res)
+            self._track_alerts(r_slots, ts[ready], raw[ready], evidence, scored, res)
             learn = np.ones(len(slots), bool)
             learn[ready] = ~scored.anomalous
         else:
@@ -356,56 +378,70 @@ class Pipeline:
         st.pred[slots] = self.model.predict_windows(x)
         st.has_pred[slots] = True
 
+    def _drop_alerts(self, slot: int) -> None:
+        """Forget a slot's open alerts (its stream was evicted or reset)."""
+        for source in SOURCES:
+            self.active.pop((slot, source), None)
+
     def _track_alerts(
         self,
         slots: I64,
         ts: F64,
         raw: F64,
-        predicted: F64,
-        share: F64,
-        scored: Any,
+        evidence: dict[str, tuple[F64, F64]],
+        scored: Scored,
         res: BatchResult,
     ) -> None:
-        hot = np.flatnonzero(scored.anomalous | scored.left)
-        if len(hot) == 0:
-            return
+        for source, verdict in scored.sources.items():
+            predicted, share = evidence[source]
+            for j in np.flatnonzero(verdict.anomalous | verdict.left):
+                self._track_one(source, verdict, int(j), slots, ts, raw, predicted, share, res)
+
+    def _track_one(
+        self,
+        source: str,
+        v: Verdict,
+        j: int,
+        slots: I64,
+        ts: F64,
+        raw: F64,
+        predicted: F64,
+        share: F64,
+        res: BatchResult,
+    ) -> None:
+        """Row ``j``'s part in its stream's open ``source`` alert; an alert event if the
+        source entered or left an anomaly there."""
         names = self.features
-        for j in hot:
-            slot = int(slots[j])
-            score = float(scored.score[j])
-            stream = self.table.ids[slot] or ""
-            if scored.entered[j]:
-                act = OpenAlert(uuid.uuid4().hex, float(ts[j]), score, np.zeros(len(names)))
-                self.active[slot] = act
-            else:
-                got = self.active.get(slot)
-                if got is None:  # entered before a reset we did not see; start tracking now
-                    got = OpenAlert(uuid.uuid4().hex, float(ts[j]), score, np.zeros(len(names)))
-                    self.active[slot] = got
-                act = got
-            act.peak = max(act.peak, score)
-            act.contrib_sum += share[j]
-            act.n += 1
+        key = (int(slots[j]), source)
+        score = float(v.score[j])
+        act = None if v.entered[j] else self.active.get(key)
+        if act is None:  # entered here, or before a reset we did not see: track from now
+            act = OpenAlert(uuid.uuid4().hex, float(ts[j]), score, np.zeros(len(names)))
+            self.active[key] = act
+        act.peak = max(act.peak, score)
+        act.contrib_sum += share[j]
+        act.n += 1
+        if v.entered[j] or v.left[j]:
             contributions = {
                 name: round(float(c), 4)
                 for name, c in zip(names, act.contrib_sum / act.n, strict=True)
             }
-            if scored.entered[j] or scored.left[j]:
-                res.alerts.append(
-                    AlertEvent(
-                        state="anomaly" if scored.entered[j] else "resolved",
-                        stream=stream,
-                        alert_id=act.alert_id,
-                        ts=float(ts[j]),
-                        start_ts=act.start_ts,
-                        end_ts=float(ts[j]) if scored.left[j] else None,
-                        score=score,
-                        peak_score=act.peak,
-                        threshold=self.params.threshold,
-                        value=dict(zip(names, map(float, raw[j]), strict=True)),
-                        predicted=dict(zip(names, map(float, predicted[j]), strict=True)),
-                        contributions=contributions,
-                    )
+            res.alerts.append(
+                AlertEvent(
+                    state="anomaly" if v.entered[j] else "resolved",
+                    stream=self.table.ids[key[0]] or "",
+                    source=source,
+                    alert_id=act.alert_id,
+                    ts=float(ts[j]),
+                    start_ts=act.start_ts,
+                    end_ts=float(ts[j]) if v.left[j] else None,
+                    score=score,
+                    peak_score=act.peak,
+                    threshold=self.params.threshold,
+                    value=dict(zip(names, map(float, raw[j]), strict=True)),
+                    predicted=dict(zip(names, map(float, predicted[j]), strict=True)),
+                    contributions=contributions,
                 )
-            if scored.left[j]:
-                del self.active[slot]
+            )
+        if v.left[j]:
+            del self.active[key]

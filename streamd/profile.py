@@ -56,16 +56,21 @@ class SeasonalProfile:
         phase = np.mod(np.asarray(ts_s, np.float64), self.period_s) / self.bin_s
         return np.minimum(phase.astype(np.int64), self.bins - 1)
 
+    def expected(self, slots: I64, ts_s: F64) -> F64:
+        """What each row's time of day usually brings (raw units); NaN where unseen."""
+        b = self.bin_of(ts_s)
+        out: F64 = self.mean[slots, b].astype(np.float64)
+        out[~self.seen[slots, b]] = np.nan
+        return out
+
     def residual(self, slots: I64, ts_s: F64, raw: F64, scale: F64) -> F64:
         """RMS over features of ``(raw - profile) / scale``; NaN where the bin is unseen.
 
         ``scale`` is the model's scaling (per feature, or per row with per-stream scaling),
         so the residual is in the same units as the forecast error.
         """
-        b = self.bin_of(ts_s)
-        diff = (raw - self.mean[slots, b]) / scale
+        diff = (raw - self.expected(slots, ts_s)) / scale
         out: F64 = np.sqrt((diff**2).mean(axis=1))
-        out[~self.seen[slots, b]] = np.nan
         return out
 
     def learn(self, slots: I64, ts_s: F64, raw: F64) -> None:

@@ -32,6 +32,7 @@ class SeriesScores:
 
     score: npt.NDArray[np.float64]
     is_anomaly: npt.NDArray[np.bool_]
+    entered: npt.NDArray[np.bool_]  # a source of the stream entered an anomaly (an alert)
     predicted: npt.NDArray[np.float64]
     error: npt.NDArray[np.float64]
     surprise: npt.NDArray[np.float64]  # -log10 tail probability; 0 where not scored
@@ -53,6 +54,7 @@ def replay_series(
     score = np.full(n, np.nan)
     surprise = np.zeros(n)
     anomalous = np.zeros(n, bool)
+    entered = np.zeros(n, bool)
     predicted = np.full((n, f), np.nan)
     error = np.full(n, np.nan)
     status = ["invalid"] * n
@@ -65,6 +67,7 @@ def replay_series(
         score[rows] = res.score
         surprise[rows] = np.nan_to_num(res.surprise)
         anomalous[rows] = res.anomalous
+        entered[rows] = res.entered
         predicted[rows] = res.predicted
         error[rows] = res.error
         for j, i in enumerate(rows):
@@ -79,7 +82,7 @@ def replay_series(
                 score[i], anomalous[i] = last_score, last_state
         else:
             last_score, last_state = float(score[i]), bool(anomalous[i])
-    return SeriesScores(score, anomalous, predicted, error, surprise, status)
+    return SeriesScores(score, anomalous, entered, predicted, error, surprise, status)
 
 
 def replay_csv(settings: Settings, model_path: Path, input_csv: Path) -> Replayed:

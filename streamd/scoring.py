@@ -24,10 +24,12 @@ Pure array code, one path for ``run``, ``replay`` and ``evaluate``. For each sam
    resolved and the stream's error history starts again from the prior at the current level.
    Without this, a stream that changed for good (or never fit the model) would stay in alert
    forever, since flagged samples never teach the history.
-7. Optionally (``scoring.profile``), a second history of the same kind scores the residual
-   against the stream's seasonal profile (:mod:`streamd.profile`); a sample's surprise is
-   the larger of the two, and steps 5-6 run once on it. Each history learns only samples
-   that are normal for it and lie outside an anomaly.
+7. Optionally (``scoring.profile``), a second source of the same kind scores the residual
+   against the stream's seasonal profile (:mod:`streamd.profile`), with its own history and
+   its own steps 5-6, so each alert names its source (``forecast`` or ``profile``) and an
+   anomaly of one neither hides nor prolongs the other's. The stream's score is the larger
+   of the two, and it is anomalous while either source is. Each history learns only samples
+   that are normal for it and lie outside any anomaly of the stream.
 """
 
 from __future__ import annotations
@@ -100,14 +102,64 @@ BIN_LOW = np.concatenate(([-np.inf, -2.0, -1.0, -0.5, 0.0], np.geomspace(0.1, 1e
 N_BINS = len(BIN_LOW)
 
 
-class Scored(NamedTuple):
-    """Per-row outputs of :meth:`ScoreState.update`."""
+class Verdict(NamedTuple):
+    """One source's outcome per row: its own score and alert state."""
 
     score: F64
-    surprise: F64  # -log10 of the tail probability, unclipped (ranks strong anomalies)
     anomalous: B  # state after this sample
     entered: B
     left: B
+
+
+class Scored(NamedTuple):
+    """Per-row outputs of :meth:`ScoreState.update`."""
+
+    score: F64  # the stream's: the larger of its sources' scores
+    surprise: F64  # -log10 of the tail probability, unclipped (ranks strong anomalies)
+    anomalous: B  # in an anomaly of any source after this sample
+    entered: B  # a source entered an anomaly at this sample
+    left: B  # a source left one
+    sources: dict[str, Verdict]  # per source (SOURCES), for its own alerts
+
+
+# The sources of evidence a stream's alerts name: the forecast error, and (with
+# ``scoring.profile``) the residual against the seasonal profile.
+SOURCES = ("forecast", "profile")
+
+
+class Hysteresis:
+    """One alert state machine per slot (steps 5-6 above)."""
+
+    # Per-slot arrays (all indexed on axis 0) that a state snapshot holds.
+    SLOT_FIELDS = (("above", 0), ("below", 0), ("anomalous", 0), ("run", 0))
+
+    def __init__(self, capacity: int) -> None:
+        self.above = np.zeros(capacity, np.int64)
+        self.below = np.zeros(capacity, np.int64)
+        self.anomalous = np.zeros(capacity, bool)
+        self.run = np.zeros(capacity, np.int64)  # samples in the current anomaly
+
+    def reset(self, slots: I64 | list[int]) -> None:
+        self.above[slots] = 0
+        self.below[slots] = 0
+        self.anomalous[slots] = False
+        self.run[slots] = 0
+
+    def step(self, slots: I64, score: F64, warming: B, p: ScoringParams) -> tuple[Verdict, B]:
+        """Advance each slot by one score; returns the verdict and where an anomaly expired."""
+        was = self.anomalous[slots]
+        above = np.where(score >= p.threshold, self.above[slots] + 1, 0)
+        below = np.where(score < p.threshold_low, self.below[slots] + 1, 0)
+        entered = ~was & (above >= p.enter_after) & ~warming
+        run = np.where(was, self.run[slots] + 1, 0)
+        expired = was & (run >= p.max_anomaly_samples)
+        left = was & ((below >= p.leave_after) | expired)
+        now = (was | entered) & ~left
+        self.above[slots] = np.where(expired, 0, above)
+        self.below[slots] = below
+        self.anomalous[slots] = now
+        self.run[slots] = np.where(now, run, 0)
+        return Verdict(score, now, entered, left), expired
 
 
 class ErrorHistory:
@@ -187,43 +239,47 @@ class ScoreState:
     shows every day is not rare, whatever its size. The calibration prior, a normal
     distribution of weight ``prior_samples``, keeps the probability of a size never seen
     above zero. With ``profile``, a second history scores the seasonal profile's residual
-    (:mod:`streamd.profile`) and a sample's surprise is the larger of the two; one
-    hysteresis decides the stream's state.
+    (:mod:`streamd.profile`), and each source has its own hysteresis: an anomaly of one
+    neither hides nor prolongs the other's, and each alert names its source. The stream's
+    score is the larger of the two.
     """
 
-    # Per-slot arrays (all indexed on axis 0) that a state snapshot holds, beside each
-    # history's own.
-    SLOT_FIELDS = (
-        ("above", 0),
-        ("below", 0),
-        ("anomalous", 0),
-        ("run", 0),
-        ("last_score", 0),
-    )
+    # Per-slot arrays (all indexed on axis 0) that a state snapshot holds, beside those of
+    # each history and each hysteresis.
+    SLOT_FIELDS = (("last_score", 0),)
 
     def __init__(self, capacity: int, params: ScoringParams, profile: bool = False) -> None:
         self.params = params
         self.history = ErrorHistory(capacity, params, params.cal_mean, params.cal_std)
+        self.alert = Hysteresis(capacity)
         self.profile_history = (
             ErrorHistory(capacity, params, 0.0, params.cal_mean) if profile else None
         )
-        self.above = np.zeros(capacity, np.int64)
-        self.below = np.zeros(capacity, np.int64)
-        self.anomalous = np.zeros(capacity, bool)
-        self.run = np.zeros(capacity, np.int64)  # samples in the current anomaly
+        self.profile_alert = Hysteresis(capacity) if profile else None
         self.last_score = np.zeros(capacity)
 
     @property
     def histories(self) -> list[ErrorHistory]:
         return [h for h in (self.history, self.profile_history) if h is not None]
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The sources this state scores (:data:`SOURCES`)."""
+        return SOURCES if self.profile_alert is not None else SOURCES[:1]
+
+    @property
+    def anomalous(self) -> B:
+        """Whether each slot is in an anomaly of any source."""
+        if self.profile_alert is None:
+            return self.alert.anomalous
+        return self.alert.anomalous | self.profile_alert.anomalous
+
     def reset(self, slots: I64 | list[int]) -> None:
         for h in self.histories:
             h.reset(slots)
-        self.above[slots] = 0
-        self.below[slots] = 0
-        self.anomalous[slots] = False
-        self.run[slots] = 0
+        for a in (self.alert, self.profile_alert):
+            if a is not None:
+                a.reset(slots)
         self.last_score[slots] = 0.0
 
     def relearn(self, params: ScoringParams) -> None:
@@ -241,49 +297,47 @@ class ScoreState:
         """Score one error per row; ``slots`` must be distinct within a call.
 
         ``profile_error`` (with ``profile``) is the seasonal residual, NaN where the
-        profile has not seen the sample's time of day yet.
+        profile has not seen the sample's time of day yet: such a row scores 0 for the
+        profile and teaches its history nothing.
         """
         p = self.params
         surprise, bins, warming = self.history.observe(slots, error)
         own_hot = surprise / 10.0 >= p.threshold
-        ph = self.profile_history
-        if ph is not None and profile_error is not None:
+        forecast, expired = self.alert.step(slots, np.clip(surprise / 10.0, 0.0, 1.0), warming, p)
+        verdicts = {"forecast": forecast}
+        now = forecast.anomalous
+        ph, pa = self.profile_history, self.profile_alert
+        if ph is not None and pa is not None and profile_error is not None:
             valid = ~np.isnan(profile_error)
             v_slots = slots[valid]
-            p_surprise, p_bins, p_warming = ph.observe(v_slots, profile_error[valid])
-            p_own_hot = p_surprise / 10.0 >= p.threshold
-            surprise = surprise.copy()
-            surprise[valid] = np.maximum(surprise[valid], np.where(p_warming, 0.0, p_surprise))
+            v_surprise, p_bins, v_warming = ph.observe(v_slots, profile_error[valid])
+            p_surprise = np.zeros(len(slots))
+            p_surprise[valid] = np.where(v_warming, 0.0, v_surprise)
+            p_warming = np.ones(len(slots), bool)
+            p_warming[valid] = v_warming
+            profile, p_expired = pa.step(slots, np.clip(p_surprise / 10.0, 0.0, 1.0), p_warming, p)
+            verdicts["profile"] = profile
+            surprise = np.maximum(surprise, p_surprise)
+            now = now | profile.anomalous
         score = np.clip(surprise / 10.0, 0.0, 1.0)
         self.last_score[slots] = score
 
-        was = self.anomalous[slots]
-        hot = score >= p.threshold
-        cool = score < p.threshold_low
-        above = np.where(hot, self.above[slots] + 1, 0)
-        below = np.where(cool, self.below[slots] + 1, 0)
-        entered = ~was & (above >= p.enter_after) & ~warming
-        run = np.where(was, self.run[slots] + 1, 0)
-        expired = was & (run >= p.max_anomaly_samples)
-        left = was & ((below >= p.leave_after) | expired)
-        now = (was | entered) & ~left
-        self.above[slots] = np.where(expired, 0, above)
-        self.below[slots] = below
-        self.anomalous[slots] = now
-        self.run[slots] = np.where(now, run, 0)
+        # An anomaly that outlasts max_anomaly_samples is its source's new normal.
+        warmup = max(p.history_warmup, p.prior_samples)
         if expired.any():
-            warmup = max(p.history_warmup, p.prior_samples)
-            for h in self.histories:
-                h.restart(slots[expired], warmup)
-
+            self.history.restart(slots[expired], warmup)
         # A history learns only samples that are normal for it and for the stream, so an
         # anomaly never teaches it that it is normal.
         learn = (~now & ~own_hot & ~expired) | warming
         if learn.any():
             self.history.learn(slots[learn], bins[learn])
-        if ph is not None and profile_error is not None:
-            quiet = (~now & ~expired)[valid]
-            p_learn = (quiet & ~p_own_hot) | p_warming
+        if "profile" in verdicts and ph is not None:
+            if p_expired.any():
+                ph.restart(slots[p_expired], warmup)
+            quiet = (~now & ~p_expired)[valid]
+            p_learn = (quiet & ~(v_surprise / 10.0 >= p.threshold)) | v_warming
             if p_learn.any():
                 ph.learn(v_slots[p_learn], p_bins[p_learn])
-        return Scored(score, surprise, now, entered, left)
+        entered = np.logical_or.reduce([v.entered for v in verdicts.values()])
+        left = np.logical_or.reduce([v.left for v in verdicts.values()])
+        return Scored(score, surprise, now, entered, left, verdicts)

@@ -21,7 +21,7 @@ import numpy as np
 
 from streamd.pipeline import OpenAlert, Pipeline
 from streamd.profile import SeasonalProfile
-from streamd.scoring import ErrorHistory, ScoreState
+from streamd.scoring import ErrorHistory, Hysteresis, ScoreState
 from streamd.state import StreamState
 
 FORMAT = 1
@@ -42,17 +42,16 @@ class Restored:
 def _fields(p: Pipeline) -> Iterator[tuple[str, np.ndarray, int]]:
     """``(key, array, slot axis)`` of every per-slot array in use (not the other mode's).
 
-    The forecast error's history keeps the ``c.`` keys it had before the scorer had a
-    second one, so older snapshots still load; the seasonal profile's (``p.``, ``cp.``)
-    are absent from snapshots taken without it, and those streams learn it afresh.
+    The forecast error's history and hysteresis keep the ``c.`` keys they had before the
+    scorer had a second source, so older snapshots still load; the seasonal profile's
+    (``p.``, ``cp.``) are absent from snapshots taken without it, and those streams learn
+    it afresh.
     """
-    parts: list[tuple[str, StreamState | ScoreState | ErrorHistory | SeasonalProfile]] = [
-        ("s", p.state),
-        ("c", p.scores),
-        ("c", p.scores.history),
-    ]
-    if p.scores.profile_history is not None and p.profile is not None:
-        parts += [("cp", p.scores.profile_history), ("p", p.profile)]
+    Part = StreamState | ScoreState | ErrorHistory | Hysteresis | SeasonalProfile
+    sc = p.scores
+    parts: list[tuple[str, Part]] = [("s", p.state), ("c", sc), ("c", sc.history), ("c", sc.alert)]
+    if sc.profile_history is not None and sc.profile_alert is not None and p.profile is not None:
+        parts += [("cp", sc.profile_history), ("cp", sc.profile_alert), ("p", p.profile)]
     for prefix, part in parts:
         for name, axis in part.SLOT_FIELDS:
             array = getattr(part, name)
@@ -87,16 +86,27 @@ def save(pipeline: Pipeline, path: Path) -> int:
     for key, array, axis in _fields(pipeline):
         arrays[key] = np.take(array, slots, axis=axis)
     position = {slot: i for i, (_, slot) in enumerate(items)}
-    active = [(position[slot], a) for slot, a in pipeline.active.items() if slot in position]
+    active = [
+        (position[slot], source, a)
+        for (slot, source), a in pipeline.active.items()
+        if slot in position
+    ]
     header = _header(pipeline) | {
         "saved_at": time.time(),
         "streams": ids,
         "alerts": [
-            {"row": row, "alert_id": a.alert_id, "start_ts": a.start_ts, "peak": a.peak, "n": a.n}
-            for row, a in active
+            {
+                "row": row,
+                "source": source,
+                "alert_id": a.alert_id,
+                "start_ts": a.start_ts,
+                "peak": a.peak,
+                "n": a.n,
+            }
+            for row, source, a in active
         ],
     }
-    arrays["alert_contrib"] = np.array([a.contrib_sum for _, a in active], np.float64).reshape(
+    arrays["alert_contrib"] = np.array([a.contrib_sum for *_, a in active], np.float64).reshape(
         len(active), len(pipeline.features)
     )
     arrays["header"] = np.array(json.dumps(header))
@@ -152,6 +162,10 @@ def load(pipeline: Pipeline, path: Path) -> Restored:
         if a["row"] < first:
             continue
         slot = int(slots[a["row"] - first])
-        pipeline.active[slot] = OpenAlert(a["alert_id"], a["start_ts"], a["peak"], c.copy(), a["n"])
+        source = a.get("source", "forecast")  # older snapshots: the forecast's only
+        if source not in pipeline.scores.sources:
+            continue  # the profile was on then and is off now: its anomaly is dropped
+        alert = OpenAlert(a["alert_id"], a["start_ts"], a["peak"], c.copy(), a["n"])
+        pipeline.active[slot, source] = alert
         restored += 1
     return Restored(len(keep), restored, float(header["saved_at"]))

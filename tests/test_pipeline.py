@@ -123,6 +123,7 @@ def test_level_shift_alert_carries_feature_contributions(tiny_model, normal_csv)
         "stream",
         "ts",
         "state",
+        "source",
         "score",
         "threshold",
         "value",
@@ -134,4 +135,5 @@ def test_level_shift_alert_carries_feature_contributions(tiny_model, normal_csv)
         "start_ts",
     ):
         assert key in body
+    assert body["source"] == "forecast"  # the only source with the profile off
     assert body["value"] == alert.value  # two features: a dict by name

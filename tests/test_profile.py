@@ -59,3 +59,30 @@ def test_an_unseen_time_of_day_neither_scores_nor_teaches_the_profile_history() 
     r = st.update(np.array([0]), np.array([0.1]), np.array([np.nan]))
     assert np.isfinite(r.score[0])
     assert st.profile_history.n[0] == 0 and st.history.n[0] == 1
+
+
+def test_each_source_enters_and_leaves_its_own_anomalies() -> None:
+    """A profile anomaly that begins inside the forecast's still alerts, and the forecast's
+    ending does not end it: one hysteresis for both would merge them into one alert."""
+    st = ScoreState(1, params(history_warmup=100, leave_after=3), profile=True)
+    slots = np.array([0])
+    rng = np.random.default_rng(1)
+    events: list[tuple[int, str, str]] = []
+    for i in range(160):
+        error = np.array([0.1 + 0.02 * rng.standard_normal()])
+        residual = np.array([0.1 + 0.02 * abs(rng.standard_normal())])
+        if 120 <= i < 130:
+            error = error + 2.0  # the forecast misses for 10 samples
+        if 125 <= i < 140:
+            residual = residual + 2.0  # far from the profile from the 6th of them on
+        r = st.update(slots, error, residual)
+        for source, v in r.sources.items():
+            if v.entered[0] or v.left[0]:
+                events.append((i, source, "anomaly" if v.entered[0] else "resolved"))
+        assert r.anomalous[0] == any(bool(v.anomalous[0]) for v in r.sources.values())
+    assert events == [
+        (121, "forecast", "anomaly"),
+        (126, "profile", "anomaly"),
+        (132, "forecast", "resolved"),
+        (142, "profile", "resolved"),
+    ]
