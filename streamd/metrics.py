@@ -88,7 +88,9 @@ class Metrics:
         for o in ("scored", "warmup"):
             self.samples.labels(o)
         self.anomalies = Counter(
-            "streamd_anomalies", "Times a stream entered the anomalous state", registry=registry
+            "streamd_anomalies",
+            "Anomalies entered: each an anomaly alert (per source of a stream: forecast, profile)",
+            registry=registry,
         )
         self.alerts_published = Counter(
             "streamd_alerts_published",
