@@ -110,6 +110,7 @@ def test_simulated_sensors_are_alerted_and_every_message_accounted(broker: int, 
         assert a["_topic"] == f"streamd/alerts/{a['stream']}"
         assert a["model"] == "default" and len(a["model_version"]) == 12
         assert 0 <= a["score"] <= 1 and a["threshold"] == 0.5
+        assert a["source"] == "forecast"  # the profile is off by default
         assert set(a["contributions"]) == {"value"}
         assert isinstance(a["value"], float) and isinstance(a["predicted"], float)
     pairs = [resolved[a["alert_id"]] for a in opened if a["alert_id"] in resolved]
