@@ -1,4 +1,4 @@
-"""The seasonal profile (streamd.profile) and the scorer's second history that reads it."""
+"""The seasonal profile (streamd.profile) and the scorer's second source that reads it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_pipeline import make, samples, two_feature_series
 from test_scoring_state import params
 
+from streamd import snapshot
 from streamd.profile import SeasonalProfile
 from streamd.scoring import ScoreState
 
@@ -95,10 +97,6 @@ def test_a_profile_alert_names_its_source_reports_the_profile_and_survives_a_res
 ) -> None:
     """Two days teach the profile; on the third, a level far from what the time of day
     brings opens a profile alert that carries the profile's value as ``predicted``."""
-    from test_pipeline import make, samples, two_feature_series
-
-    from streamd import snapshot
-
     n = 2 * 1440 + 200  # one-minute samples
     usual = two_feature_series(n, 4)
     vals = usual.copy()
