@@ -1,10 +1,11 @@
 """Base memory of ``streamd run`` with the model loaded: RSS and PSS per process.
 
-streamd is two processes (the daemon and its MQTT receiver). Summed RSS counts the pages
+By default streamd is two processes (the daemon and its MQTT receiver). Summed RSS counts the pages
 they share (libpython, libc, OpenSSL) twice; PSS splits every shared page between the
 processes that map it, so summed PSS is what the box spends. Both are printed, from
 ``/proc/PID/smaps_rollup``, once the daemon is ready and idle (no traffic), and written as
-JSON.
+JSON. Both receivers are measured, one after the other: ``mqtt.receiver = "process"`` (the
+default, two processes) and ``"thread"`` (one).
 
 Run it with the interpreter you want measured. A development checkout's interpreter may
 carry site hooks (``.pth`` files) that a user's install does not; a clean venv shows what a
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from throughput import REPO, machine, process_tree  # bench/ is on sys.path
 
@@ -48,33 +50,52 @@ def command(pid: int) -> str:
     return words[words.index("-m") + 1] if "-m" in words else words[0]
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="streamd's base memory, per process")
-    ap.add_argument("--model", type=Path, default=REPO / "models" / "default.onnx")
-    ap.add_argument("--settle", type=float, default=3.0, help="seconds idle before reading")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "memory.json")
-    ns = ap.parse_args(argv)
+def measure(model: Path, receiver: str, settle_s: float) -> list[dict[str, Any]]:
+    """RSS and PSS of every process of an idle ``streamd run`` with ``mqtt.receiver``."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         port, http_port = free_port(), free_port()
         broker, _ = start_broker(port, Path(tmp), "mosquitto")
         # run from an empty directory: ``python -m`` would import a checkout in the cwd
-        daemon = start_daemon(ns.model, port, http_port, cwd=Path(tmp))
+        env = {"STREAMD_MQTT__RECEIVER": receiver}
+        daemon = start_daemon(model, port, http_port, extra_env=env, cwd=Path(tmp))
         try:
             wait_ready(http_port)
-            time.sleep(ns.settle)
+            time.sleep(settle_s)
             for pid in process_tree(daemon.pid):
-                rows.append({"process": command(pid), "pid": pid} | smaps(pid))
+                rows.append({"receiver": receiver, "process": command(pid), "pid": pid})
+                rows[-1].update(smaps(pid))
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(30)
             broker.terminate()
             broker.wait(10)
-    total = {"process": "total", "pid": 0} | {f: sum(r[f] for r in rows) for f in FIELDS}
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="streamd's base memory, per process")
+    ap.add_argument("--model", type=Path, default=REPO / "models" / "default.onnx")
+    ap.add_argument("--settle", type=float, default=3.0, help="seconds idle before reading")
+    ap.add_argument(
+        "--receivers",
+        nargs="+",
+        choices=["process", "thread"],
+        default=["process", "thread"],
+        help="mqtt.receiver settings to measure, one after the other",
+    )
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "memory.json")
+    ns = ap.parse_args(argv)
     print(f"python: {sys.executable}")
-    print(f"{'process':<20} {'RSS MB':>7} {'PSS MB':>7}")
-    for r in [*rows, total]:
-        print(f"{r['process']:<20} {r['Rss']:>7.1f} {r['Pss']:>7.1f}")
+    print(f"{'receiver':<9} {'process':<20} {'RSS MB':>7} {'PSS MB':>7}")
+    rows = []
+    for receiver in ns.receivers:
+        found = measure(ns.model, receiver, ns.settle)
+        total = {"receiver": receiver, "process": "total", "pid": 0}
+        total.update({f: sum(r[f] for r in found) for f in FIELDS})
+        for r in [*found, total]:
+            print(f"{receiver:<9} {r['process']:<20} {r['Rss']:>7.1f} {r['Pss']:>7.1f}")
+        rows.extend(found)
     ns.out.parent.mkdir(parents=True, exist_ok=True)
     ns.out.write_text(
         json.dumps({"machine": machine(), "python": sys.executable, "processes": rows}, indent=2)

@@ -1,10 +1,11 @@
 """``streamd run``: wire settings, model, pipeline, MQTT, HTTP and the worker together.
 
-Processes and threads: a child process runs the MQTT client (:mod:`streamd.mqtt_child`) and
-forwards what it receives; the ``mqtt-reader`` thread parses and queues it
-(:mod:`streamd.mqtt_proxy`); the ``worker`` thread drains batches (≤ ``batch_max_size``
-samples or ≤ ``batch_max_wait_ms``), scores them and publishes alerts through the child;
-``http`` serves metrics. Signal handlers only set a flag; the main loop acts on it.
+Processes and threads: a child process (or, with ``mqtt.receiver = "thread"``, the
+``mqtt-receiver`` thread) runs the MQTT client (:mod:`streamd.mqtt_child`) and forwards what
+it receives; the ``mqtt-reader`` thread parses and queues it (:mod:`streamd.mqtt_proxy`); the
+``worker`` thread drains batches (≤ ``batch_max_size`` samples or ≤ ``batch_max_wait_ms``),
+scores them and publishes alerts through the receiver; ``http`` serves metrics. Signal
+handlers only set a flag; the main loop acts on it.
 """
 
 from __future__ import annotations

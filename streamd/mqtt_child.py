@@ -17,6 +17,10 @@ The child ignores SIGTERM, SIGINT and SIGHUP: systemd and a terminal signal the 
 group, and the daemon decides when the child stops (after its last acknowledgements). It
 exits by itself when the daemon's end of the pipe closes, so it never outlives the daemon.
 
+With ``mqtt.receiver = "thread"`` the same loop runs on a thread of the daemon instead
+(:func:`serve` with ``own_process=False``), over the same socket pair: one process, about
+20 MB less memory, and paho back on the daemon's GIL (docs/performance.md has both).
+
 Messages on the pipe (pickled tuples):
 
 * child to daemon: ``("msgs", [Raw, ...])``, ``("event", name)``, ``("paused",)``,
@@ -162,16 +166,22 @@ class Receiver:
         return False
 
 
-def serve(sock: socket.socket) -> int:
-    """The child's main: set up from the ``init`` message, then run the loop."""
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
+def serve(sock: socket.socket, *, own_process: bool = True) -> int:
+    """Set up from the ``init`` message, then run the loop.
+
+    In its own process the receiver ignores the unit's signals and sets up its own logging;
+    on a thread of the daemon (``mqtt.receiver = "thread"``) the daemon has done both.
+    """
+    if own_process:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
     pipe = Pipe(sock)
     try:
         _, options, level, fmt, interval_s = pipe.receive()
     except PipeClosed:
         return 0
-    setup_logging(level, fmt)
+    if own_process:
+        setup_logging(level, fmt)
     outbox = Outbox(pipe)
 
     def report(event: str) -> None:

@@ -1,12 +1,13 @@
-"""The daemon's side of the receiver process (:mod:`streamd.mqtt_child`).
+"""The daemon's side of the MQTT receiver (:mod:`streamd.mqtt_child`).
 
-It starts the child, turns the raw messages the child forwards into :class:`Sample` s (or
-counted rejections) on its ``mqtt-reader`` thread, and sends back acknowledgements and
-publishes. paho's receive path then runs on its own core, and the daemon's reader and
-worker threads share a GIL with each other only.
+It starts the receiver (a child process by default, or a thread: :mod:`streamd.receivers`),
+turns the raw messages it forwards into :class:`Sample` s (or counted rejections) on its
+``mqtt-reader`` thread, and sends back acknowledgements and publishes. In a process, paho's
+receive path runs on its own core, and the daemon's reader and worker threads share a GIL
+with each other only.
 
-If the child dies, the daemon stops with exit code 1 (``on_lost``), so that systemd
-restarts the pair: the broker's session keeps whatever was not acknowledged.
+If the receiver ends while the daemon runs, the daemon stops with exit code 1 (``on_lost``),
+so that systemd restarts it: the broker's session keeps whatever was not acknowledged.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -27,6 +26,7 @@ from streamd.logs import RateLimitedLog
 from streamd.metrics import Metrics
 from streamd.mqtt_io import CONNECT_FAILED, CONNECTED, DISCONNECTED, RECONNECTED, LinkOptions, Raw
 from streamd.payload import PayloadParser, Sample
+from streamd.receivers import Receiver, start_receiver
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 30.0
@@ -35,11 +35,11 @@ STOP_TIMEOUT_S = 10.0
 
 
 class ReceiverError(StreamdError):
-    """The receiver process could not start (a TLS file it cannot read, say)."""
+    """The MQTT receiver could not start (a TLS file it cannot use, say)."""
 
 
 class MqttProxy:
-    """Feeds ``on_sample`` from the receiver process; acknowledges and publishes through it."""
+    """Feeds ``on_sample`` from the receiver; acknowledges and publishes through it."""
 
     def __init__(
         self,
@@ -51,6 +51,7 @@ class MqttProxy:
         on_lost: Callable[[], None],
     ) -> None:
         self.options = LinkOptions.from_settings(settings.mqtt)
+        self.receiver_kind = settings.mqtt.receiver
         self.ack_after_scoring = settings.mqtt.ack_after_scoring
         self.logging = settings.logging
         self.parser = parser
@@ -59,30 +60,22 @@ class MqttProxy:
         self.problems = problems
         self.on_lost = on_lost
         self.connected = threading.Event()
-        self.lost = False  # the child died while the daemon ran
+        self.lost = False  # the receiver ended while the daemon ran
         self._started = threading.Event()
         self._paused = threading.Event()
         self._fatal: str | None = None
         self._stopping = False
         self._send_lock = threading.Lock()
         self._conn: Connection | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._receiver: Receiver | None = None
         self._reader: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the child and wait until its client is set up (connecting is async)."""
+        """Start the receiver and wait until its client is set up (connecting is async)."""
         ours, theirs = socket.socketpair()
-        fd = theirs.detach()
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "streamd.mqtt_child", str(fd)],
-                pass_fds=(fd,),
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            socket.close(fd)
+        self._receiver = start_receiver(self.receiver_kind, theirs)
         self._conn = Connection(ours.detach())
         lg = self.logging
         self._send(("init", self.options, lg.level, lg.format, lg.per_message_interval_s))
@@ -92,13 +85,15 @@ class MqttProxy:
             self._fatal = f"no answer within {START_TIMEOUT_S:.0f} s"
         if self._fatal is not None:
             self._stopping = True
-            self._proc.kill()
-            raise ReceiverError(f"the MQTT receiver process did not start: {self._fatal}")
+            self._receiver.kill()
+            raise ReceiverError(
+                f"the MQTT receiver {self.receiver_kind} did not start: {self._fatal}"
+            )
 
     def pause(self) -> None:
         """Take no new messages before draining, and leave them to the broker's session.
 
-        When this returns, every message the child took is in ``on_sample``'s queue (or
+        When this returns, every message the receiver took is in ``on_sample``'s queue (or
         counted); later ones are neither taken nor acknowledged, so the broker delivers them
         again to the next session (QoS 1 and 2; QoS 0 ones are lost, as on any disconnect).
         The subscriptions stay in the session: unsubscribing would make the broker drop
@@ -109,16 +104,12 @@ class MqttProxy:
             log.warning("the MQTT receiver did not confirm the pause")
 
     def stop(self) -> None:
-        """Disconnect (after the acknowledgements already sent) and end the child."""
+        """Disconnect (after the acknowledgements already sent) and end the receiver."""
         self._stopping = True
         self._send(("stop",))
-        if self._proc is not None:
-            try:
-                self._proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                log.warning("the MQTT receiver did not stop within %.0f s; killed", STOP_TIMEOUT_S)
-                self._proc.kill()
-                self._proc.wait()
+        if self._receiver is not None and not self._receiver.wait(STOP_TIMEOUT_S):
+            log.warning("the MQTT receiver did not stop within %.0f s; killed", STOP_TIMEOUT_S)
+            self._receiver.kill()
         if self._reader is not None:
             self._reader.join(STOP_TIMEOUT_S)
         self.connected.clear()
@@ -141,7 +132,7 @@ class MqttProxy:
     def _send(self, message: tuple[Any, ...]) -> None:
         if self._conn is None:
             return
-        with self._send_lock, contextlib.suppress(OSError):  # child gone: the reader says so
+        with self._send_lock, contextlib.suppress(OSError):  # receiver gone: the reader says so
             self._conn.send(message)
 
     # -- the reader thread ---------------------------------------------------------------
@@ -168,19 +159,20 @@ class MqttProxy:
             elif kind == "fatal":
                 self._fatal = message[1]
                 self._started.set()
-        self._child_gone()
+        self._receiver_gone()
 
-    def _child_gone(self) -> None:
+    def _receiver_gone(self) -> None:
         self.connected.clear()
         self.metrics.mqtt_connected.set(0)
+        outcome = self._receiver.outcome() if self._receiver is not None else "unknown"
         if not self._started.is_set():
-            code = self._proc.wait() if self._proc is not None else None
-            self._fatal = f"it exited with code {code}"
+            self._fatal = f"it ended with {outcome}"
             self._started.set()
         elif not self._stopping:
             self.lost = True
-            code = self._proc.wait() if self._proc is not None else None
-            log.error("the MQTT receiver process exited (code %s); stopping streamd", code)
+            log.error(
+                "the MQTT receiver %s exited (%s); stopping streamd", self.receiver_kind, outcome
+            )
             self.on_lost()
 
     def _take(self, batch: list[Raw]) -> None:

@@ -44,11 +44,13 @@ EXPECTED_REASONS = {
 }
 
 
-@pytest.fixture
-def daemon(broker: int, tmp_path: Path):
+@pytest.fixture(params=["process", "thread"])
+def daemon(broker: int, tmp_path: Path, request: pytest.FixtureRequest):
+    """``streamd run`` with each MQTT receiver: its own process (the default) or a thread."""
     http_port = free_port()
     log = tmp_path / "streamd.log"
-    proc = start_daemon(DEFAULT_MODEL, broker, http_port, log_path=log)
+    env = {"STREAMD_MQTT__RECEIVER": request.param}
+    proc = start_daemon(DEFAULT_MODEL, broker, http_port, extra_env=env, log_path=log)
     try:
         wait_ready(http_port)
     except TimeoutError:

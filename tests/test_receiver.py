@@ -1,12 +1,15 @@
-"""The MQTT receiver process and the daemon as one unit, the way systemd treats them.
+"""The MQTT receiver and the daemon as one unit, the way systemd treats them.
 
-streamd runs paho in a child process (streamd.mqtt_child). These tests check that the pair
-starts, stops and fails together: systemd's SIGTERM to the whole control group, a dead
-receiver, a killed daemon, and a receiver that cannot start.
+By default streamd runs paho in a child process (streamd.mqtt_child). These tests check that
+the pair starts, stops and fails together: systemd's SIGTERM to the whole control group, a
+dead receiver, a killed daemon, and a receiver that cannot start. With ``mqtt.receiver =
+"thread"`` the same loop runs in the daemon's process: one process, which starts, fails and
+stops as one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+import pytest
 from conftest import DEFAULT_MODEL
+from paho.mqtt.enums import CallbackAPIVersion
 
 from streamd.demo import free_port, metric_values, scrape, start_daemon, wait_ready
 
@@ -116,15 +122,53 @@ def test_an_unreadable_tls_file_fails_the_start_naming_the_field(
     assert "mqtt.tls_ca_file: cannot read" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("kind", ["process", "thread"])
 def test_a_receiver_that_cannot_start_fails_the_start_with_the_reason(
-    broker: int, tmp_path: Path
+    broker: int, tmp_path: Path, kind: str
 ) -> None:
-    """A CA file that is not PEM passes the readability check; the child's TLS setup
+    """A CA file that is not PEM passes the readability check; the receiver's TLS setup
     refuses it, and the daemon says so instead of waiting for a connection."""
     ca = tmp_path / "ca.pem"
     ca.write_text("not a certificate\n")
-    done = run_with({"STREAMD_MQTT__TLS_CA_FILE": str(ca)}, broker)
+    done = run_with({"STREAMD_MQTT__TLS_CA_FILE": str(ca), "STREAMD_MQTT__RECEIVER": kind}, broker)
     err = done.stderr
     assert done.returncode == 1, err
-    assert "MQTT receiver process did not start" in err and "mqtt.tls_ca_file" in err, err
+    assert f"MQTT receiver {kind} did not start" in err and "mqtt.tls_ca_file" in err, err
     assert "Traceback" not in err
+
+
+def test_with_the_thread_receiver_streamd_is_one_process_that_receives_and_stops_cleanly(
+    broker: int, tmp_path: Path
+) -> None:
+    """No child process; QoS 1 messages are received, scored and acknowledged through the
+    thread; SIGTERM drains and stops (exit 0) with the receiver thread, not a lost one."""
+    http_port = free_port()
+    log = tmp_path / "streamd.log"
+    env = {"STREAMD_MQTT__RECEIVER": "thread"}
+    proc = start_daemon(DEFAULT_MODEL, broker, http_port, extra_env=env, log_path=log)
+    try:
+        wait_ready(http_port)
+        assert children(proc.pid) == []  # the receiver is a thread of this process
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+        client.connect("127.0.0.1", broker)
+        client.loop_start()
+        for i in range(50):
+            payload = json.dumps({"ts": 1_767_225_600 + 60 * i, "value": float(i % 7)})
+            client.publish(f"sensors/s{i % 5}", payload, qos=1).wait_for_publish(10)
+        client.disconnect()
+        client.loop_stop()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            m = metric_values(scrape(http_port))
+            if m.get('streamd_messages_total{result="accepted"}', 0) >= 50:
+                break
+            time.sleep(0.1)
+        assert m['streamd_messages_total{result="accepted"}'] == 50
+        assert m["streamd_active_streams"] == 5 and m["streamd_mqtt_connected"] == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "stopped after" in text and "receiver thread exited" not in text, text[-2000:]
