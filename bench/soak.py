@@ -10,6 +10,7 @@ Writes JSON.
 
     python bench/soak.py                                  # 60 s
     python bench/soak.py --seconds 600 --rate 2500        # the 10-minute soak
+    python bench/soak.py --receiver thread                # mqtt.receiver = "thread"
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> int:
     ap.add_argument("--qos", type=int, default=1)
     ap.add_argument("--mode", default="step")
     ap.add_argument("--publishers", type=int, default=2)
+    ap.add_argument("--receiver", choices=["process", "thread"], default="process")
     ap.add_argument("--every", type=float, default=5.0, help="seconds per reported interval")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak.json")
     args = ap.parse_args()
@@ -63,6 +65,7 @@ def main() -> int:
             "STREAMD_MQTT__QOS": str(args.qos),
             "STREAMD_STATE__MAX_STREAMS": str(args.streams),
             "STREAMD_LOGGING__LEVEL": "WARNING",
+            "STREAMD_MQTT__RECEIVER": args.receiver,
         }
         daemon = start_daemon(
             REPO / "models" / "default.onnx",
