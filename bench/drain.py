@@ -1,13 +1,15 @@
-"""QoS 1 throughput that does not depend on how fast the publishers are: drain a backlog.
+"""Throughput that does not depend on how fast the publishers are: drain a backlog.
 
-``bench/throughput.py`` at QoS 1 measures the daemon against a ceiling that two Python
-publishers set (about 5,000 msg/s on a 2-core box), so its ratio is a floor. Here the
+``bench/throughput.py`` measures the daemon against a ceiling that two Python publishers
+set (about 5,000 msg/s at QoS 1 on a 2-core box), so its ratio is a floor. Here the
 publishers work first and nobody waits for them:
 
 1. a subscriber's persistent session is registered with Mosquitto (clean session off,
-   ``sensors/#`` at QoS 1), and the subscriber goes away;
-2. N QoS 1 messages over S streams are published; the broker queues them for the session
-   (``max_queued_messages`` large, ``max_inflight_messages 1000``, as deploy.md advises);
+   ``sensors/#`` at ``--qos``), and the subscriber goes away;
+2. N messages over S streams are published; the broker queues them for the session
+   (``max_queued_messages`` large, ``max_inflight_messages 1000``, as deploy.md advises;
+   at QoS 0 Mosquitto's ``queue_qos0_messages``, which is off by default, so that QoS 0
+   messages are queued for an absent session at all);
 3. the subscriber comes back and drains the queue as fast as it can.
 
 Done twice on one broker: for the bare paho subscriber that only parses and counts (the
@@ -17,6 +19,7 @@ Prints a table and writes JSON.
 
     python bench/drain.py                        # 10,000 streams, 200,000 messages, step
     python bench/drain.py --protocol 5 --modes step window
+    python bench/drain.py --qos 0
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class Drain:
     mode: str
     protocol: str
     env: dict[str, str]
+    qos: int = 1
     messages: int = 0
     ceiling_msg_s: float = 0.0
     daemon_msg_s: float = 0.0
@@ -95,11 +99,11 @@ def bare_client(protocol: str) -> mqtt.Client:
     )
 
 
-def register_bare(port: int, protocol: str) -> None:
-    """Leave a persistent QoS 1 subscription for the bare subscriber on the broker."""
+def register_bare(port: int, protocol: str, qos: int) -> None:
+    """Leave a persistent subscription for the bare subscriber on the broker."""
     client = bare_client(protocol)
     subscribed = mp.Event()
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe("sensors/#", qos=1)
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe("sensors/#", qos=qos)
     client.on_subscribe = lambda c, u, mid, rc, p: subscribed.set()
     client.connect("127.0.0.1", port, **connect_kwargs(protocol))
     client.loop_start()
@@ -133,8 +137,8 @@ def drain_bare(port: int, protocol: str, expected: int, seconds: float, result: 
     result.put((state["n"], (n90 - n10) / (t90 - t10) if t90 > t10 > 0 else 0.0))
 
 
-def preload(port: int, streams: int, count: int, publishers: int) -> None:
-    pubs = start_publishers(port, 1, streams, count, publishers, seconds=600)
+def preload(port: int, qos: int, streams: int, count: int, publishers: int) -> None:
+    pubs = start_publishers(port, qos, streams, count, publishers, seconds=600)
     for p in pubs:
         p.join(660)
 
@@ -155,7 +159,7 @@ def rate_between(samples: list[tuple[float, float]], lo: float, hi: float) -> fl
 def daemon_env(case: Drain, streams: int) -> dict[str, str]:
     return {
         "STREAMD_INFERENCE__MODE": case.mode,
-        "STREAMD_MQTT__QOS": "1",
+        "STREAMD_MQTT__QOS": str(case.qos),
         "STREAMD_MQTT__CLIENT_ID": DAEMON_ID,
         "STREAMD_MQTT__CLEAN_START": "false",
         "STREAMD_STATE__MAX_STREAMS": str(streams),
@@ -197,7 +201,7 @@ def drain_daemon(
     wait_ready(http_port)
     first.send_signal(signal.SIGTERM)  # a clean stop keeps the session and its subscriptions
     first.wait(30)
-    preload(port, case.streams, count, 2)
+    preload(port, case.qos, case.streams, count, 2)
     daemon = start_daemon(
         model, port, http_port, protocol=case.protocol, extra_env=env, log_path=log, cwd=src
     )
@@ -239,10 +243,11 @@ def run_case(
     profile: Path | None = None,
 ) -> Drain:
     port = free_port()
-    broker, _ = start_broker(port, workdir, "mosquitto")
+    extra = "queue_qos0_messages true\n" if case.qos == 0 else ""
+    broker, _ = start_broker(port, workdir, "mosquitto", extra_conf=extra)
     try:
-        register_bare(port, case.protocol)
-        preload(port, case.streams, count, 2)
+        register_bare(port, case.protocol, case.qos)
+        preload(port, case.qos, case.streams, count, 2)
         result: Any = mp.Queue()
         sub = mp.Process(target=drain_bare, args=(port, case.protocol, count, seconds, result))
         sub.start()
@@ -251,7 +256,7 @@ def run_case(
         assert n == count, f"the bare subscriber drained {n} of {count}"
         drain_daemon(case, port, count, seconds, workdir, None, profile)
         if baseline is not None:
-            before = Drain(case.streams, case.mode, case.protocol, case.env)
+            before = Drain(case.streams, case.mode, case.protocol, case.env, case.qos)
             drain_daemon(before, port, count, seconds, workdir, baseline)
             case.baseline_msg_s, case.baseline_cpu_pct = before.daemon_msg_s, before.daemon_cpu_pct
     finally:
@@ -263,12 +268,13 @@ def run_case(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="QoS 1 backlog drain: streamd vs a bare subscriber")
+    ap = argparse.ArgumentParser(description="backlog drain: streamd vs a bare subscriber")
     ap.add_argument("--streams", type=int, nargs="+", default=[10000])
     ap.add_argument("--modes", nargs="+", default=["step"])
     ap.add_argument("--count", type=int, default=200_000, help="messages in the backlog")
     ap.add_argument("--seconds", type=float, default=120.0, help="time bound per drain")
     ap.add_argument("--protocol", choices=["3.1.1", "5"], default="3.1.1")
+    ap.add_argument("--qos", type=int, choices=[0, 1], default=1, help="publish and subscribe QoS")
     ap.add_argument(
         "--set",
         nargs="*",
@@ -293,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = ap.parse_args(argv)
     env = dict(kv.split("=", 1) for kv in ns.set)
     print(
-        f"{'streams':>8} {'mode':>6} {'mqtt':>5} {'ceiling/s':>10} {'streamd/s':>10} "
+        f"{'qos':>3} {'streams':>8} {'mode':>6} {'mqtt':>5} {'ceiling/s':>10} {'streamd/s':>10} "
         f"{'ratio':>6} {'cpu %':>6} {'recv %':>6} {'rss MB':>7}"
         + (f" {'before/s':>9} {'ratio':>6} {'cpu %':>6}" if ns.baseline else "")
     )
@@ -302,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         for streams in ns.streams:
             for mode in ns.modes:
                 c = run_case(
-                    Drain(streams, mode, ns.protocol, env),
+                    Drain(streams, mode, ns.protocol, env, ns.qos),
                     ns.count,
                     ns.seconds,
                     Path(tmp),
@@ -311,9 +317,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 cases.append(c)
                 print(
-                    f"{c.streams:>8} {c.mode:>6} {c.protocol:>5} {c.ceiling_msg_s:>10,.0f} "
-                    f"{c.daemon_msg_s:>10,.0f} {c.ratio:>6.2f} {c.daemon_cpu_pct:>6.0f} "
-                    f"{c.receiver_cpu_pct:>6.0f} "
+                    f"{c.qos:>3} {c.streams:>8} {c.mode:>6} {c.protocol:>5} "
+                    f"{c.ceiling_msg_s:>10,.0f} {c.daemon_msg_s:>10,.0f} {c.ratio:>6.2f} "
+                    f"{c.daemon_cpu_pct:>6.0f} {c.receiver_cpu_pct:>6.0f} "
                     f"{c.daemon_rss_mb:>7.0f}"
                     + (
                         f" {c.baseline_msg_s:>9,.0f} {c.baseline_msg_s / c.ceiling_msg_s:>6.2f}"

@@ -63,13 +63,18 @@ def mosquitto_path() -> str | None:
 
 
 def start_broker(
-    port: int, workdir: Path, prefer: str = "auto", max_inflight: int = 1000
+    port: int,
+    workdir: Path,
+    prefer: str = "auto",
+    max_inflight: int = 1000,
+    extra_conf: str = "",
 ) -> tuple[subprocess.Popen[bytes], str]:
     """A broker on 127.0.0.1:``port``: Mosquitto if installed (``prefer="auto"``), else amqtt.
 
     ``max_inflight`` is Mosquitto's ``max_inflight_messages``: the unacknowledged QoS 1
     messages it sends a client, which also bounds how far back streamd's reorder window
-    reaches after an outage (docs/deploy.md). Returns (process, "mosquitto" or "amqtt").
+    reaches after an outage (docs/deploy.md). ``extra_conf``: more ``mosquitto.conf`` lines.
+    Returns (process, "mosquitto" or "amqtt").
     """
     exe = mosquitto_path() if prefer in ("auto", "mosquitto") else None
     if prefer == "mosquitto" and exe is None:
@@ -79,7 +84,7 @@ def start_broker(
         conf.write_text(
             f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             f"max_queued_messages 1000000\nmax_inflight_messages {max_inflight}\n"
-            "log_type error\n"
+            "log_type error\n" + extra_conf
         )
         proc = subprocess.Popen(
             [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
