@@ -1,11 +1,18 @@
 """Base memory of ``streamd run`` with the model loaded: RSS and PSS per process.
 
-By default streamd is two processes (the daemon and its MQTT receiver). Summed RSS counts the pages
-they share (libpython, libc, OpenSSL) twice; PSS splits every shared page between the
-processes that map it, so summed PSS is what the box spends. Both are printed, from
-``/proc/PID/smaps_rollup``, once the daemon is ready and idle (no traffic), and written as
-JSON. Both receivers are measured, one after the other: ``mqtt.receiver = "process"`` (the
-default, two processes) and ``"thread"`` (one).
+By default streamd is two processes (the daemon and its MQTT receiver). Three measures, once
+the daemon is ready and idle (no traffic):
+
+* RSS, per process and summed: the sum counts the pages the two share (libpython, libc,
+  OpenSSL) twice;
+* PSS (``/proc/PID/smaps_rollup``): every shared page split between all the processes on the
+  box that map it, so summed PSS is streamd's share of the box;
+* unique: the resident physical pages of the whole process tree, each counted once (from
+  ``/proc/PID/pagemap``; reading page frame numbers needs root, else it is not printed).
+  This is streamd's RSS as one service, as if it ran alone on the box.
+
+All are written as JSON. Both receivers are measured, one after the other: ``mqtt.receiver
+= "process"`` (the default, two processes) and ``"thread"`` (one).
 
 Run it with the interpreter you want measured. A development checkout's interpreter may
 carry site hooks (``.pth`` files) that a user's install does not; a clean venv shows what a
@@ -20,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
+import struct
 import sys
 import tempfile
 import time
@@ -32,6 +41,8 @@ from throughput import REPO, machine, process_tree  # bench/ is on sys.path
 from streamd.demo import free_port, start_broker, start_daemon, wait_ready
 
 FIELDS = ("Rss", "Pss")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+PFN_MASK = (1 << 55) - 1  # bits 0-54 of a pagemap entry
 
 
 def smaps(pid: int) -> dict[str, float]:
@@ -44,15 +55,34 @@ def smaps(pid: int) -> dict[str, float]:
     return values
 
 
+def frames(pid: int) -> set[int]:
+    """The physical page frames resident in ``pid``'s address space (empty without root:
+    the kernel then reports every frame number as 0)."""
+    found: set[int] = set()
+    with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+        for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+            if line.endswith("[vsyscall]"):
+                continue  # not readable through pagemap
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            pagemap.seek(lo // PAGE * 8)
+            entries = pagemap.read((hi - lo) // PAGE * 8)
+            for (entry,) in struct.iter_unpack("<Q", entries):
+                if entry >> 63 and entry & PFN_MASK:  # present, and a frame number we may see
+                    found.add(entry & PFN_MASK)
+    return found
+
+
 def command(pid: int) -> str:
     """``streamd`` or ``streamd.mqtt_child``: the module the process runs."""
     words = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
     return words[words.index("-m") + 1] if "-m" in words else words[0]
 
 
-def measure(model: Path, receiver: str, settle_s: float) -> list[dict[str, Any]]:
-    """RSS and PSS of every process of an idle ``streamd run`` with ``mqtt.receiver``."""
+def measure(model: Path, receiver: str, settle_s: float) -> tuple[list[dict[str, Any]], float]:
+    """RSS and PSS of every process of an idle ``streamd run`` with ``mqtt.receiver``, and
+    the tree's unique resident MB (0.0 when page frames cannot be read)."""
     rows = []
+    unique: set[int] = set()
     with tempfile.TemporaryDirectory() as tmp:
         port, http_port = free_port(), free_port()
         broker, _ = start_broker(port, Path(tmp), "mosquitto")
@@ -65,12 +95,13 @@ def measure(model: Path, receiver: str, settle_s: float) -> list[dict[str, Any]]
             for pid in process_tree(daemon.pid):
                 rows.append({"receiver": receiver, "process": command(pid), "pid": pid})
                 rows[-1].update(smaps(pid))
+                unique |= frames(pid)
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(30)
             broker.terminate()
             broker.wait(10)
-    return rows
+    return rows, len(unique) * PAGE / 2**20
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,19 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "memory.json")
     ns = ap.parse_args(argv)
     print(f"python: {sys.executable}")
-    print(f"{'receiver':<9} {'process':<20} {'RSS MB':>7} {'PSS MB':>7}")
-    rows = []
+    print(f"{'receiver':<9} {'process':<20} {'RSS MB':>7} {'PSS MB':>7} {'unique MB':>9}")
+    rows, unique = [], {}
     for receiver in ns.receivers:
-        found = measure(ns.model, receiver, ns.settle)
+        found, unique[receiver] = measure(ns.model, receiver, ns.settle)
         total = {"receiver": receiver, "process": "total", "pid": 0}
         total.update({f: sum(r[f] for r in found) for f in FIELDS})
         for r in [*found, total]:
-            print(f"{receiver:<9} {r['process']:<20} {r['Rss']:>7.1f} {r['Pss']:>7.1f}")
+            line = f"{receiver:<9} {r['process']:<20} {r['Rss']:>7.1f} {r['Pss']:>7.1f}"
+            if r is total and unique[receiver]:
+                line += f" {unique[receiver]:>9.1f}"
+            print(line)
         rows.extend(found)
     ns.out.parent.mkdir(parents=True, exist_ok=True)
-    ns.out.write_text(
-        json.dumps({"machine": machine(), "python": sys.executable, "processes": rows}, indent=2)
-    )
+    doc = {"machine": machine(), "python": sys.executable, "processes": rows, "unique_mb": unique}
+    ns.out.write_text(json.dumps(doc, indent=2))
     print(f"wrote {ns.out}")
     return 0
 
