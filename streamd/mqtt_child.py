@@ -19,7 +19,7 @@ exits by itself when the daemon's end of the pipe closes, so it never outlives t
 
 With ``mqtt.receiver = "thread"`` the same loop runs on a thread of the daemon instead
 (:func:`serve` with ``own_process=False``), over the same socket pair: one process, about
-20 MB less memory, and paho back on the daemon's GIL (docs/performance.md has both).
+13 MB less resident memory, and paho back on the daemon's GIL (docs/performance.md has both).
 
 Messages on the pipe (pickled tuples):
 
