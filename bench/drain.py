@@ -38,8 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from throughput import (  # bench/ is on sys.path
+from common import (
     REPO,
     cpu_seconds,
     fast_loads,
@@ -48,8 +47,16 @@ from throughput import (  # bench/ is on sys.path
     rss_mb,
     start_publishers,
 )
+from paho.mqtt.enums import CallbackAPIVersion
 
-from streamd.demo import free_port, metric_values, scrape, start_broker, start_daemon, wait_ready
+from streamd.tools.harness import (
+    free_port,
+    metric_values,
+    scrape,
+    start_broker,
+    start_daemon,
+    wait_ready,
+)
 
 BARE_ID = "bench-drain-bare"
 DAEMON_ID = "bench-drain-streamd"

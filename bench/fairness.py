@@ -30,10 +30,17 @@ from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from common import quantile
 from paho.mqtt.enums import CallbackAPIVersion
-from throughput import quantile  # bench/ is the script's directory
 
-from streamd.demo import free_port, metric_values, scrape, start_broker, start_daemon, wait_ready
+from streamd.tools.harness import (
+    free_port,
+    metric_values,
+    scrape,
+    start_broker,
+    start_daemon,
+    wait_ready,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 WARMUP = 40  # samples per stream before it is scored (the bench sets the daemon's warm-ups)

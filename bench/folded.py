@@ -22,7 +22,7 @@ FRAME = re.compile(r"(?P<func>.*) \((?P<file>[^:()]+)(?::\d+)?\)$")
 
 
 def process_label(cmd: str) -> str:
-    """``streamd run`` or ``streamd.mqtt_child``: the module, not the whole command line."""
+    """``streamd run`` or ``streamd.runtime.mqtt.child``: the module, not the whole command line."""
     words = cmd.split()
     return words[words.index("-m") + 1] if "-m" in words else words[0]
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from streamd.config import Settings
+from streamd.core.inference import Forecaster
+from streamd.core.payload import REASONS, PayloadParser, Sample
+from streamd.core.pipeline import STATUS_NAMES, Pipeline, build_pipeline
 from streamd.errors import PayloadError
-from streamd.inference import Forecaster
-from streamd.payload import REASONS, PayloadParser, Sample
-from streamd.pipeline import STATUS_NAMES, Pipeline
-from streamd.scoring import ScoringParams
 
 REPO = Path(__file__).resolve().parent.parent
 SPECIAL_NUMBERS: list[Any] = [
@@ -111,8 +111,10 @@ def rand_input(r: random.Random, i: int) -> tuple[str, bytes]:
 def run(count: int, seed: int, batch: int = 512) -> dict[str, Any]:
     r = random.Random(seed)
     model = Forecaster(REPO / "models" / "default.onnx")
-    params = ScoringParams.from_calibration(model.card.calibration)
-    pipeline = Pipeline(model, params, mode="window", max_streams=1000)
+    settings = Settings.model_validate(
+        {"inference": {"mode": "window"}, "state": {"max_streams": 1000, "max_gap_s": math.inf}}
+    )
+    pipeline = build_pipeline(settings, model)
     parsers: list[tuple[str, PayloadParser, Callable[[Sample], bool]]] = [
         ("topic", PayloadParser(["value"], "topic", 4096), lambda s: True),
         ("segment:-1", PayloadParser(["value"], "segment:-1", 4096), lambda s: False),

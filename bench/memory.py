@@ -36,9 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from throughput import REPO, machine, process_tree  # bench/ is on sys.path
+from common import REPO, machine, process_tree
 
-from streamd.demo import free_port, start_broker, start_daemon, wait_ready
+from streamd.tools.harness import free_port, start_broker, start_daemon, wait_ready
 
 FIELDS = ("Rss", "Pss")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -73,7 +73,7 @@ def frames(pid: int) -> set[int]:
 
 
 def command(pid: int) -> str:
-    """``streamd`` or ``streamd.mqtt_child``: the module the process runs."""
+    """``streamd`` or ``streamd.runtime.mqtt.child``: the module the process runs."""
     words = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
     return words[words.index("-m") + 1] if "-m" in words else words[0]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from streamd.config import load_settings
-from streamd.daemon import build_pipeline
-from streamd.inference import Forecaster
-from streamd.payload import Sample
-from streamd.synth import PROFILES, normal_series
+from streamd.core.inference import Forecaster
+from streamd.core.payload import Sample
+from streamd.core.pipeline import build_pipeline
+from streamd.tools.synth import PROFILES, normal_series
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "default.onnx"
 

@@ -3,9 +3,9 @@
 In one process and one run (so the ratios are comparable), microseconds per message for:
 
 - parsing a payload: ``json.loads`` (before) vs ``orjson.loads`` (now), inside
-  :class:`streamd.payload.PayloadParser`;
+  :class:`streamd.core.payload.PayloadParser`;
 - recording end-to-end latency: ``prometheus_client.Histogram.observe`` per sample (before)
-  vs :class:`streamd.metrics.BatchHistogram` per batch (now);
+  vs :class:`streamd.runtime.metrics.BatchHistogram` per batch (now);
 - the worker's scoring of a batch of distinct streams (step mode, default model), for scale.
 
 Prints a table and writes JSON.
@@ -27,12 +27,12 @@ from unittest import mock
 import numpy as np
 from prometheus_client import CollectorRegistry, Histogram
 
-from streamd import payload
 from streamd.config import Settings
-from streamd.daemon import build_pipeline
-from streamd.inference import Forecaster
-from streamd.metrics import LATENCY_BUCKETS, BatchHistogram
-from streamd.payload import PayloadParser, Sample
+from streamd.core import payload
+from streamd.core.inference import Forecaster
+from streamd.core.payload import PayloadParser, Sample
+from streamd.core.pipeline import build_pipeline
+from streamd.runtime.metrics import LATENCY_BUCKETS, BatchHistogram
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH = 1024

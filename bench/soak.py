@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from throughput import (  # bench/ is on sys.path
+from common import (
     machine,
     processed,
     quantile,
@@ -33,7 +33,14 @@ from throughput import (  # bench/ is on sys.path
     start_publishers,
 )
 
-from streamd.demo import free_port, metric_values, scrape, start_broker, start_daemon, wait_ready
+from streamd.tools.harness import (
+    free_port,
+    metric_values,
+    scrape,
+    start_broker,
+    start_daemon,
+    wait_ready,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 LATENCY = "streamd_end_to_end_latency_seconds"

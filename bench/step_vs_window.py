@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from streamd.config import Settings, load_settings
-from streamd.csvdata import read_series
-from streamd.daemon import build_pipeline
-from streamd.inference import Forecaster
-from streamd.replay import replay_series
+from streamd.core.csvdata import read_series
+from streamd.core.inference import Forecaster
+from streamd.core.pipeline import build_pipeline
+from streamd.tools.replay import replay_series
 from training.loop import LoopConfig
 from training.run import TrainOptions, train
 

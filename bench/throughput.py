@@ -19,11 +19,8 @@ writes JSON. On these machines run-to-run noise is large: compare ratios within 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing as mp
-import os
-import platform
 import signal
 import sys
 import tempfile
@@ -33,111 +30,30 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from common import (
+    REPO,
+    cpu_seconds,
+    fast_loads,
+    machine,
+    processed,
+    quantile,
+    rss_mb,
+    start_publishers,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 
-from streamd.demo import free_port, metric_values, scrape, start_broker, start_daemon, wait_ready
+from streamd.tools.harness import (
+    free_port,
+    metric_values,
+    scrape,
+    start_broker,
+    start_daemon,
+    wait_ready,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-T0 = 1_767_225_600
-PAGE = os.sysconf("SC_PAGE_SIZE")
-TICKS = os.sysconf("SC_CLK_TCK")
 PROTOCOL = ["3.1.1"]  # streamd's mqtt.protocol in this run (--protocol)
 
-
-def machine() -> dict[str, Any]:
-    """What the benchmarks' JSON records about the machine they ran on."""
-    return {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
 # -- load ------------------------------------------------------------------------------
-
-
-def publish_share(
-    port: int,
-    qos: int,
-    first: int,
-    streams: int,
-    count: int,
-    deadline: float,
-    rate: float = 0.0,
-    sent_to: Any = None,
-) -> None:
-    """One publisher process: ``count`` messages round-robin over its ``streams``, at
-    ``rate`` msg/s (0: as fast as it can); puts the number sent (and, at QoS 1,
-    acknowledged by the broker) on ``sent_to``."""
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(20000)
-    acked = [0]
-    client.on_publish = lambda c, u, mid, rc, p: acked.__setitem__(0, acked[0] + 1)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    sent = 0
-    t0 = time.time()
-    for j in range(count):
-        if rate and j % 20 == 0 and (ahead := t0 + j / rate - time.time()) > 0:
-            time.sleep(ahead)
-        k = first + j % streams
-        body = b'{"ts":%d,"value":%.3f}' % (T0 + 60 * (j // streams), 20.0 + (j % 97) * 0.01)
-        while client.publish(f"sensors/s{k}", body, qos=qos).rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-            time.sleep(0.001)  # paho's own queue is full: wait for acknowledgements
-        sent += 1
-        if time.time() > deadline:
-            break
-    while qos and acked[0] < sent and time.time() < deadline + 10:
-        time.sleep(0.01)
-    client.disconnect()
-    client.loop_stop()
-    if sent_to is not None:
-        sent_to.put(sent)
-
-
-def start_publishers(
-    port: int,
-    qos: int,
-    streams: int,
-    count: int,
-    procs: int,
-    seconds: float,
-    rate: float = 0.0,
-    sent_to: Any = None,
-) -> list[mp.Process]:
-    """``procs`` publisher processes sharing ``streams``, ``count`` messages and ``rate``."""
-    deadline = time.time() + seconds
-    per_streams = max(1, streams // procs)
-    out = []
-    for i in range(procs):
-        p = mp.Process(
-            target=publish_share,
-            args=(
-                port,
-                qos,
-                i * per_streams,
-                per_streams,
-                count // procs,
-                deadline,
-                rate / procs,
-                sent_to,
-            ),
-            daemon=True,
-        )
-        p.start()
-        out.append(p)
-    return out
-
-
-def fast_loads() -> Any:
-    """The JSON parser a bare subscriber uses: orjson when installed, as streamd does."""
-    try:
-        import orjson
-
-        return orjson.loads
-    except ImportError:
-        return json.loads
 
 
 def bare_subscriber(
@@ -169,57 +85,6 @@ def bare_subscriber(
 
 
 # -- measurements ----------------------------------------------------------------------
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants: streamd's MQTT receiver is a child process, and its CPU
-    and memory are the daemon's too. A thread may end while it is read: it has no children."""
-    pids, i = [pid], 0
-    while i < len(pids):
-        for task in Path(f"/proc/{pids[i]}/task").glob("*/children"):
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                pids.extend(int(c) for c in task.read_text().split())
-        i += 1
-    return pids
-
-
-def cpu_seconds(pid: int, *, tree: bool = True) -> float:
-    """User and system CPU of ``pid`` and (unless ``tree`` is false) its descendants."""
-    total = 0
-    for p in process_tree(pid) if tree else [pid]:
-        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / TICKS
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and its descendants."""
-    pages = sum(int(Path(f"/proc/{p}/statm").read_text().split()[1]) for p in process_tree(pid))
-    return pages * PAGE / 2**20
-
-
-def quantile(m: dict[str, float], name: str, q: float) -> float:
-    """Quantile from a Prometheus histogram's cumulative buckets (linear in a bucket)."""
-    buckets = sorted(
-        (float(k.split('le="')[1].split('"')[0]), v)
-        for k, v in m.items()
-        if k.startswith(name + "_bucket{")
-    )
-    total = buckets[-1][1]
-    if total == 0:
-        return float("nan")
-    rank, prev_le, prev_n = q * total, 0.0, 0.0
-    for le, n in buckets:
-        if n >= rank:
-            if le == float("inf"):
-                return prev_le
-            return prev_le + (le - prev_le) * (rank - prev_n) / max(n - prev_n, 1e-9)
-        prev_le, prev_n = le, n
-    return prev_le
-
-
-def processed(m: dict[str, float]) -> float:
-    return sum(v for k, v in m.items() if k.startswith("streamd_messages_total{"))
 
 
 @dataclass

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from throughput import machine  # bench/ is the script's directory
+from common import machine
 
-from streamd.inference import Forecaster
+from streamd.core.inference import Forecaster
 
 REPO = Path(__file__).resolve().parent.parent
 

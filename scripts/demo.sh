@@ -9,4 +9,4 @@ PY=${PYTHON:-python3}
 extra=""
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || extra="[demo]"
 $PY -m pip install -q --disable-pip-version-check -e ".${extra}"
-exec $PY -m streamd.demo "$@"
+exec $PY -m streamd.tools.demo "$@"

@@ -43,7 +43,7 @@ class ModelError(StreamdError):
 
 
 class PayloadError(StreamdError):
-    """An MQTT message was rejected; ``reason`` is one of :data:`streamd.payload.REASONS`."""
+    """An MQTT message was rejected; ``reason`` is one of :data:`streamd.core.payload.REASONS`."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,25 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamd.synth import PROFILES, normal_series
-
-
-def write_csv(
-    path: Path, columns: dict[str, np.ndarray], start_s: float = 1.7e9, step_s: float = 60.0
-) -> Path:
-    """Write ``timestamp`` (ISO 8601, UTC) plus ``columns`` as a CSV like NAB's."""
-    from datetime import datetime, timezone
-
-    n = len(next(iter(columns.values())))
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["timestamp", *columns])
-        for i in range(n):
-            ts = datetime.fromtimestamp(start_s + i * step_s, tz=timezone.utc)
-            w.writerow(
-                [ts.strftime("%Y-%m-%d %H:%M:%S"), *(f"{c[i]:.6f}" for c in columns.values())]
-            )
-    return path
+from streamd.tools.synth import PROFILES, normal_series
+from tests.helpers import write_csv
 
 
 @pytest.fixture(scope="session")
@@ -66,14 +48,10 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, normal_csv: Path):
     return out / "tiny.onnx", result
 
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = REPO / "models" / "default.onnx"
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[int]:
     """A real Mosquitto on a free loopback port, just for this test; yields the port."""
-    from streamd.demo import free_port, mosquitto_path, start_broker
+    from streamd.tools.harness import free_port, mosquitto_path, start_broker
 
     if mosquitto_path() is None:
         pytest.fail("mosquitto is not installed (scripts/test.sh installs it)")

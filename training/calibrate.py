@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from streamd.card import Calibration
+from streamd.core.card import Calibration
 
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
 THRESHOLD_QUANTILE = 0.999

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from streamd import timefeatures
-from streamd.csvdata import Series, read_series
+from streamd.core import timefeatures
+from streamd.core.csvdata import Series, read_series
+from streamd.core.scaling import Scaler, ScalingKind
 from streamd.errors import DataError
-from streamd.scaling import Scaler, ScalingKind
 
 log = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]

@@ -2,7 +2,7 @@
 
     python -m training.default_model            # writes models/default.onnx, reports/default/
 
-One series per profile in :data:`streamd.synth.PROFILES` (temperatures, pressures, power, …
+One series per profile in :data:`streamd.tools.synth.PROFILES` (temperatures, pressures, power, …
 at very different scales), 14 days at 5-minute steps, each scaled by its own statistics so
 that one model serves any of them; the daemon scales each stream the same way.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamd.synth import PROFILES, normal_series
+from streamd.tools.synth import PROFILES, normal_series
 from training.loop import LoopConfig
 from training.run import TrainOptions, TrainResult, train
 

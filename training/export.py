@@ -19,9 +19,9 @@ import numpy as np
 import onnx
 import torch
 
-from streamd.card import METADATA_KEY, ModelCard, SelfTest
+from streamd.core.card import METADATA_KEY, ModelCard, SelfTest
+from streamd.core.inference import Forecaster
 from streamd.errors import StreamdError
-from streamd.inference import Forecaster
 from training.data import Windows
 from training.model import GRUForecaster
 

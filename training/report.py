@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import numpy.typing as npt
 
-from streamd.card import ModelCard
+from streamd.core.card import ModelCard
 from training.loop import History
 
 MAX_PLOT_POINTS = 2000

@@ -16,10 +16,10 @@ import onnxruntime
 import torch
 
 import streamd
-from streamd import timefeatures
-from streamd.card import Calibration, ModelCard, SelfTest
+from streamd.core import timefeatures
+from streamd.core.card import Calibration, ModelCard, SelfTest
+from streamd.core.scaling import ScalingKind
 from streamd.errors import DataError
-from streamd.scaling import ScalingKind
 from training import report
 from training.calibrate import calibrate, sample_errors
 from training.data import SplitFractions, load_dataset
@@ -178,3 +178,28 @@ def train(opts: TrainOptions) -> TrainResult:
     report.write_summary(opts.report_dir, summary)
     report.write_index(opts.report_dir, card, summary)
     return TrainResult(card, parity, summary)
+
+
+def train_for_evaluation(
+    *,
+    data: Path,
+    out: Path,
+    report_dir: Path,
+    head_fraction: float,
+    window: int,
+    time_features: list[str],
+) -> None:
+    """The trainer ``streamd evaluate --train-head`` hands the evaluation: a model of one
+    file's head, seeded and quiet, on one thread (the evaluation runs a process per core)."""
+    torch.set_num_threads(1)
+    train(
+        TrainOptions(
+            data=[str(data)],
+            out=out,
+            report_dir=report_dir,
+            head_fraction=head_fraction,
+            window=window,
+            time_features=time_features,
+            loop=LoopConfig(progress=False),
+        )
+    )

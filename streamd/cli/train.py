@@ -1,0 +1,96 @@
+"""``streamd train``: train, calibrate and export a model (needs the ``train`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from streamd.cli.common import TRAIN_EXTRA_HINT, SubParsers, add_time_features, missing_extra
+
+
+def cmd_train(ns: argparse.Namespace) -> int:
+    try:
+        from training.loop import LoopConfig
+        from training.run import TrainOptions, train
+    except ImportError as e:
+        if missing_extra(e):
+            print(f"streamd train {TRAIN_EXTRA_HINT} (missing module {e.name!r})", file=sys.stderr)
+            return 3
+        raise
+    opts = TrainOptions(
+        data=ns.data,
+        out=Path(ns.out),
+        report_dir=Path(ns.report),
+        features=ns.features,
+        window=ns.window,
+        hidden_size=ns.hidden,
+        layers=ns.layers,
+        dropout=ns.dropout,
+        cell=ns.cell,
+        scaling=ns.scaling,
+        per_stream_scaling=ns.per_stream_scaling,
+        time_features=ns.time_features or [],
+        head_fraction=ns.head_fraction,
+        validation_fraction=ns.validation_fraction,
+        calibration_fraction=ns.calibration_fraction,
+        loop=LoopConfig(
+            epochs=ns.epochs,
+            batch_size=ns.batch_size,
+            learning_rate=ns.lr,
+            patience=ns.patience,
+            seed=ns.seed,
+            progress=not ns.quiet,
+        ),
+        name=ns.name,
+    )
+    result = train(opts)
+    s = result.summary
+    print(
+        f"trained {s['name']} version {s['version']}: {s['parameters']} parameters, "
+        f"{s['epochs_run']} epochs (best {s['best_epoch']}), validation loss "
+        f"{s['validation_loss']:.4g}, {s['train_seconds']:.1f} s training"
+    )
+    print(
+        f"parity: torch vs ONNX Runtime {result.parity.torch_vs_ort:.2e}, window vs stepwise "
+        f"{result.parity.window_vs_stepwise:.2e} over {result.parity.windows_checked} windows"
+    )
+    print(f"calibration threshold {result.card.calibration.threshold:.4g}")
+    print(f"wrote {ns.out} and {Path(ns.report) / 'index.html'}")
+    return 0
+
+
+def add_train(sub: SubParsers) -> None:
+    p = sub.add_parser("train", help="train, calibrate and export a model (needs the train extra)")
+    p.add_argument("--data", nargs="+", required=True, metavar="CSV", help="normal data, CSV files")
+    p.add_argument("--out", required=True, metavar="MODEL.onnx")
+    p.add_argument("--report", required=True, metavar="DIR", help="folder for plots and summary")
+    p.add_argument("--features", nargs="+", help="feature columns (default: all but timestamp)")
+    p.add_argument("--window", type=int, default=32, help="input window length T (default 32)")
+    p.add_argument("--hidden", type=int, default=32, help="hidden units per layer (default 32)")
+    p.add_argument("--layers", type=int, default=2, help="stacked recurrent layers (default 2)")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout between layers")
+    p.add_argument("--cell", choices=("gru", "lstm"), default="gru")
+    p.add_argument("--scaling", choices=("minmax", "standard"), default="minmax")
+    p.add_argument(
+        "--per-stream-scaling",
+        action="store_true",
+        help="scale each file by its own statistics; the daemon then scales each stream itself",
+    )
+    add_time_features(p, "(default: none)")
+    p.add_argument(
+        "--head-fraction",
+        type=float,
+        default=1.0,
+        help="train on only the first fraction of each file's rows (e.g. 0.15)",
+    )
+    p.add_argument("--validation-fraction", type=float, default=0.15)
+    p.add_argument("--calibration-fraction", type=float, default=0.15)
+    p.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default="", help="model name (default: output file stem)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)

@@ -1,0 +1,109 @@
+"""Feature scaling shared by training (fit) and the runtime (transform, inverse).
+
+Scaled values are ``(x - offset) / scale`` per feature. ``minmax`` maps the training
+range onto [0, 1]; ``standard`` gives zero mean and unit variance. A constant feature
+gets scale 1 so that it never divides by zero.
+
+A model trained with per-stream scaling has the identity as its card's scaler: the runtime
+keeps each stream's running mean and variance instead (:func:`running_offset_scale`,
+:func:`learn_running`, over the arrays of :class:`streamd.core.state.StreamState`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from streamd.core.arrays import F64, I64
+
+ScalingKind = Literal["minmax", "standard"]
+FloatArray = npt.NDArray[np.float32]
+# The smallest per-stream scale: a stream that has been constant so far must not make
+# every later change look infinitely large.
+MIN_SCALE = 1e-6
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Per-feature affine scaling; ``offset`` and ``scale`` have shape ``[features]``."""
+
+    kind: ScalingKind
+    offset: FloatArray
+    scale: FloatArray
+
+    @classmethod
+    def fit(cls, kind: ScalingKind, values: npt.NDArray[np.floating[Any]]) -> Scaler:
+        """Fit on ``values: [rows, features]`` (the training part only).
+
+        >>> s = Scaler.fit("minmax", np.array([[0.0], [10.0]]))
+        >>> s.transform(np.array([[5.0]])).tolist()
+        [[0.5]]
+        """
+        v = np.asarray(values, dtype=np.float64)
+        if kind == "minmax":
+            offset = v.min(axis=0)
+            scale = v.max(axis=0) - offset
+        elif kind == "standard":
+            offset = v.mean(axis=0)
+            scale = v.std(axis=0)
+        else:
+            raise ValueError(f"unknown scaling kind {kind!r}")
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        return cls(kind, offset.astype(np.float32), scale.astype(np.float32))
+
+    def transform(self, values: npt.NDArray[np.floating[Any]]) -> FloatArray:
+        """Original units -> scaled units (broadcasts over leading axes)."""
+        return ((np.asarray(values, dtype=np.float32) - self.offset) / self.scale).astype(
+            np.float32
+        )
+
+    def inverse(self, scaled: npt.NDArray[np.floating[Any]]) -> FloatArray:
+        """Scaled units -> original units."""
+        return (np.asarray(scaled, dtype=np.float32) * self.scale + self.offset).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "offset": self.offset.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scaler:
+        kind = d["kind"]
+        if kind not in ("minmax", "standard"):
+            raise ValueError(f"unknown scaling kind {kind!r}")
+        offset = np.asarray(d["offset"], dtype=np.float32)
+        scale = np.asarray(d["scale"], dtype=np.float32)
+        if offset.shape != scale.shape or offset.ndim != 1:
+            raise ValueError("scaling offset and scale must be equal-length lists")
+        if not (np.all(np.isfinite(offset)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+            raise ValueError("scaling parameters must be finite with positive scale")
+        return cls(kind, offset, scale)
+
+
+def running_offset_scale(mean: F64, var: F64) -> tuple[F64, F64]:
+    """Offset and scale ``[n, features]`` of streams from their running mean and variance.
+
+    The scale is at least :data:`MIN_SCALE` and 0.1 % of the mean's size.
+
+    >>> o, s = running_offset_scale(np.array([[100.0]]), np.array([[0.0]]))
+    >>> o.tolist(), s.tolist()
+    ([[100.0]], [[0.1]])
+    """
+    scale = np.sqrt(var)
+    scale = np.maximum(scale, np.maximum(MIN_SCALE, 1e-3 * np.abs(mean)))
+    return mean, scale
+
+
+def learn_running(n: I64, mean: F64, var: F64, slots: I64, raw: F64, horizon: int) -> None:
+    """Move the running mean and variance of ``slots`` (distinct) towards ``raw: [k, features]``.
+
+    An exponentially weighted estimate whose weight is ``1 / (n + 1)`` at first (the plain
+    mean) and never less than ``1 / horizon``; ``n``, ``mean`` and ``var`` are updated in place.
+    """
+    count = n[slots]
+    w = np.maximum(1.0 / horizon, 1.0 / (count + 1))[:, None]
+    delta = raw - mean[slots]
+    mean[slots] += w * delta
+    var[slots] = (1 - w) * (var[slots] + w * delta**2)
+    n[slots] = count + 1

@@ -1,0 +1,240 @@
+"""The receiver process: paho's client in one select loop, batching what it receives to the daemon.
+
+On a 2-core box one Python process cannot both run paho's receive path and score: the two
+threads share a GIL, and paho alone keeps a core busy at QoS 1 (docs/performance.md). So
+``streamd run`` starts this module as a child (``python -m streamd.runtime.mqtt.child FD``) that
+only receives, stamps and forwards messages in batches, and carries out what the daemon
+sends back: acknowledgements, publishes, pause and stop. Parsing and everything after it
+happen in the daemon (:mod:`streamd.runtime.mqtt.proxy`).
+
+One thread does everything: a ``select`` over the broker's socket and the daemon's pipe,
+then paho's ``loop_read`` / ``loop_write`` / ``loop_misc``, the daemon's commands, and the
+outbox. With paho's own network thread and a command thread, every acknowledgement woke
+the network thread through a socket pair and the threads took turns on the GIL; the
+receiver was the busy process at QoS 1 (docs/performance.md has the before and after).
+
+The child ignores SIGTERM, SIGINT and SIGHUP: systemd and a terminal signal the whole
+group, and the daemon decides when the child stops (after its last acknowledgements). It
+exits by itself when the daemon's end of the pipe closes, so it never outlives the daemon.
+
+With ``mqtt.receiver = "thread"`` the same loop runs on a thread of the daemon instead
+(:func:`serve` with ``own_process=False``), over the same socket pair: one process, less
+resident memory, and paho back on the daemon's GIL (docs/performance.md has both).
+
+What goes over the pipe is typed (:mod:`streamd.runtime.mqtt.messages`): ``Received``,
+``LinkEvent``, ``Published``, ``Paused``, ``Started`` and ``Fatal`` to the daemon; ``Init``,
+``Ack``, ``Publish``, ``Pause`` and ``Stop`` from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from streamd.runtime.logs import RateLimitedLog, setup_logging
+from streamd.runtime.mqtt.client import MqttLink
+from streamd.runtime.mqtt.messages import (
+    Ack,
+    Fatal,
+    Init,
+    LinkEvent,
+    Pause,
+    Paused,
+    Publish,
+    Published,
+    PublishResult,
+    Received,
+    Started,
+    Stop,
+    ToReceiver,
+    unknown,
+)
+from streamd.runtime.mqtt.pipe import Pipe, PipeClosed
+
+log = logging.getLogger("streamd.runtime.mqtt.child")  # not __main__: run with python -m
+FLUSH_INTERVAL_S = 0.002  # the most a message waits in the child: bounds added latency
+FLUSH_SIZE = 512  # or a batch goes as soon as it has this many
+READS_PER_WAKEUP = 64  # packets read back to back before looking at the pipe again
+STOP_TIMEOUT_S = 5.0
+
+
+class Outbox:
+    """Received messages, sent to the daemon in batches, in arrival order: when a batch
+    has :data:`FLUSH_SIZE` messages, or its first has waited :data:`FLUSH_INTERVAL_S`."""
+
+    def __init__(self, pipe: Pipe) -> None:
+        self.pipe = pipe
+        self.taken = 0  # messages forwarded so far: tells the loop a read found one
+        self._pending = Received()
+        self._first = 0.0  # monotonic time the oldest pending message came
+        self._closed = False
+
+    def put(
+        self,
+        topic: str | None,
+        payload: bytes | bytearray,
+        received_at_s: float,
+        mid: int,
+        qos: int,
+    ) -> None:
+        if self._closed:
+            return  # paused: neither forwarded nor acknowledged; the broker keeps it
+        p = self._pending
+        if not p.topics:
+            self._first = time.monotonic()
+        p.topics.append(topic)
+        p.payloads.append(payload)
+        p.received_at_s.append(received_at_s)
+        p.mids.append(mid)
+        p.qos.append(qos)
+        self.taken += 1
+        if len(p.topics) >= FLUSH_SIZE:
+            self.flush()
+
+    def due_in(self, now: float) -> float:
+        """Seconds until the pending batch must go (infinite when there is none)."""
+        return max(0.0, self._first + FLUSH_INTERVAL_S - now) if self._pending else float("inf")
+
+    def flush(self) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, Received()
+            self.pipe.send(batch)
+
+    def pause(self) -> None:
+        """Forward nothing more; send what is pending, then :class:`Paused`."""
+        self._closed = True
+        self.flush()
+        self.pipe.send(Paused())
+
+
+class ReceiveLoop:
+    """The loop: broker socket and pipe in one ``select``; returns the exit code."""
+
+    def __init__(self, pipe: Pipe, link: MqttLink, outbox: Outbox) -> None:
+        self.pipe = pipe
+        self.link = link
+        self.outbox = outbox
+
+    def run(self) -> int:
+        pipe, link, outbox, client = self.pipe, self.link, self.outbox, self.link.client
+        link.start()
+        while True:
+            now = time.monotonic()
+            link.connect_if_due(now)
+            sock = client.socket()
+            readable: list[Any] = [pipe.sock]
+            writable: list[Any] = [pipe.sock] if pipe.pending_output() else []
+            if sock is not None:
+                if not pipe.backed_up():
+                    readable.append(sock)
+                if client.want_write():
+                    writable.append(sock)
+            timeout = min(outbox.due_in(now), link.due_in(now))
+            # TLS may hold decrypted bytes that select cannot see
+            tls_pending = sock is not None and getattr(sock, "pending", lambda: 0)() > 0
+            if tls_pending:
+                timeout = 0.0
+            ready_r, ready_w, _ = select.select(readable, writable, [], timeout)
+            if sock is not None and (tls_pending or sock in ready_r):
+                self._read(client)
+            if sock is not None and sock in ready_w and client.socket() is sock:
+                client.loop_write()
+            try:
+                if pipe.sock in ready_w:
+                    pipe.write_some()
+                if pipe.sock in ready_r:
+                    for command in pipe.read_some():
+                        if self._obey(command):
+                            return 0
+                now = time.monotonic()
+                if outbox.due_in(now) == 0.0:
+                    outbox.flush()
+            except PipeClosed:  # the daemon is gone: nothing to acknowledge for
+                return 0
+            link.misc_if_due(now)
+
+    def _read(self, client: Any) -> None:
+        """Read packets while they come, up to :data:`READS_PER_WAKEUP`: one select per
+        burst rather than per packet. A read that forwards nothing ends the burst (no data,
+        or a packet that was not a message)."""
+        for _ in range(READS_PER_WAKEUP):
+            before = self.outbox.taken
+            client.loop_read()
+            if self.outbox.taken == before or client.socket() is None:
+                return
+
+    def _obey(self, command: ToReceiver) -> bool:
+        """Carry out one command from the daemon; true when it says stop."""
+        match command:
+            case Ack(mids, qos):
+                self.link.ack(mids, qos)
+            case Publish(items):
+                results = []
+                for item in items:
+                    ok = self.link.publish(item.topic, item.payload, item.qos)
+                    if item.label is not None:  # alerts: the daemon counts them
+                        results.append(PublishResult(item.label, ok, item.topic))
+                if results:
+                    self.pipe.send(Published(results))
+            case Pause():
+                self.outbox.pause()
+            case Stop():
+                self.link.stop(STOP_TIMEOUT_S)
+                self.pipe.drain(STOP_TIMEOUT_S)
+                return True
+            case Init():
+                raise TypeError("a second Init on the receiver pipe")
+            case _:
+                unknown(command)
+        return False
+
+
+def serve(sock: socket.socket, *, own_process: bool = True) -> int:
+    """Set up from the ``init`` message, then run the loop.
+
+    In its own process the receiver ignores the unit's signals and sets up its own logging;
+    on a thread of the daemon (``mqtt.receiver = "thread"``) the daemon has done both.
+    """
+    if own_process:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+    pipe = Pipe(sock)
+    try:
+        init = pipe.receive()
+    except PipeClosed:
+        return 0
+    if not isinstance(init, Init):
+        raise TypeError(f"the receiver pipe must start with Init, not {init!r}")
+    if own_process:
+        setup_logging(init.log_level, init.log_format)
+    outbox = Outbox(pipe)
+
+    def report(event: str) -> None:
+        pipe.send(LinkEvent(event))
+
+    problems = RateLimitedLog(log, init.per_message_interval_s)
+    try:
+        link = MqttLink(init.options, outbox.put, report, problems)
+    except (OSError, ValueError) as e:  # TLS files, chiefly: say which and why
+        pipe.send(Fatal(f"{type(e).__name__}: {e}"))
+        pipe.drain(STOP_TIMEOUT_S)
+        return 1
+    pipe.send(Started())
+    try:
+        return ReceiveLoop(pipe, link, outbox).run()
+    except PipeClosed:
+        return 0
+
+
+def main(argv: list[str]) -> int:
+    """``python -m streamd.runtime.mqtt.child FD``: FD is this end of the daemon's socket pair."""
+    return serve(socket.socket(fileno=int(argv[1])))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,263 @@
+"""The daemon's side of the MQTT receiver (:mod:`streamd.runtime.mqtt.child`).
+
+It starts the receiver (a child process by default, or a thread:
+:mod:`streamd.runtime.mqtt.receivers`), turns the raw messages it forwards into
+:class:`Sample` s (or counted rejections) on its ``mqtt-reader`` thread, and sends back
+acknowledgements and publishes. In a process, paho's receive path runs on its own core,
+and the daemon's reader and worker threads share a GIL with each other only.
+
+If the receiver ends while the daemon runs, the daemon stops with exit code 1 (``on_lost``),
+so that systemd restarts it: the broker's session keeps whatever was not acknowledged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import fields
+from multiprocessing.connection import Connection
+
+from streamd.config import MqttSettings, Settings
+from streamd.core.payload import PayloadParser, Sample
+from streamd.errors import ConfigError, PayloadError, StreamdError
+from streamd.runtime.logs import RateLimitedLog
+from streamd.runtime.metrics import Metrics
+from streamd.runtime.mqtt.client import CONNECT_FAILED, CONNECTED, DISCONNECTED, RECONNECTED
+from streamd.runtime.mqtt.messages import (
+    Ack,
+    Fatal,
+    Init,
+    LinkEvent,
+    LinkOptions,
+    Outgoing,
+    Pause,
+    Paused,
+    Publish,
+    Published,
+    PublishResult,
+    Received,
+    Started,
+    Stop,
+    ToReceiver,
+    unknown,
+)
+from streamd.runtime.mqtt.receivers import Receiver, start_receiver
+
+log = logging.getLogger(__name__)
+START_TIMEOUT_S = 30.0
+PAUSE_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 10.0
+
+
+def link_options(settings: MqttSettings) -> LinkOptions:
+    """The receiver's options from ``[mqtt]``. Reads the password file and checks the TLS
+    files now, so that a bad one fails the start with its field's name (the receiver
+    starts later)."""
+    for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        path = getattr(settings, name)
+        if path is not None and not os.access(path, os.R_OK):
+            raise ConfigError(f"mqtt.{name}", f"cannot read {path}")
+    names = {f.name for f in fields(LinkOptions)} - {"password"}
+    return LinkOptions(password=settings.read_password(), **settings.model_dump(include=names))
+
+
+class ReceiverError(StreamdError):
+    """The MQTT receiver could not start (a TLS file it cannot use, say)."""
+
+
+class MqttProxy:
+    """Feeds ``on_sample`` from the receiver; acknowledges and publishes through it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        parser: PayloadParser,
+        on_sample: Callable[[Sample], bool],
+        metrics: Metrics,
+        problems: RateLimitedLog,
+        on_lost: Callable[[], None],
+    ) -> None:
+        self.options = link_options(settings.mqtt)
+        self.receiver_kind = settings.mqtt.receiver
+        self.ack_after_scoring = settings.mqtt.ack_after_scoring
+        self.logging = settings.logging
+        self.parser = parser
+        self.on_sample = on_sample
+        self.metrics = metrics
+        self.problems = problems
+        self.on_lost = on_lost
+        self.connected = threading.Event()
+        self.lost = False  # the receiver ended while the daemon ran
+        self._started = threading.Event()
+        self._paused = threading.Event()
+        self._fatal: str | None = None
+        self._stopping = False
+        self._send_lock = threading.Lock()
+        self._conn: Connection | None = None
+        self._receiver: Receiver | None = None
+        self._reader: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the receiver and wait until its client is set up (connecting is async)."""
+        ours, theirs = socket.socketpair()
+        self._receiver = start_receiver(self.receiver_kind, theirs)
+        self._conn = Connection(ours.detach())
+        lg = self.logging
+        self._send(Init(self.options, lg.level, lg.format, lg.per_message_interval_s))
+        self._reader = threading.Thread(target=self._read, name="mqtt-reader", daemon=True)
+        self._reader.start()
+        if not self._started.wait(START_TIMEOUT_S):
+            self._fatal = f"no answer within {START_TIMEOUT_S:.0f} s"
+        if self._fatal is not None:
+            self._stopping = True
+            self._receiver.kill()
+            raise ReceiverError(
+                f"the MQTT receiver {self.receiver_kind} did not start: {self._fatal}"
+            )
+
+    def pause(self) -> None:
+        """Take no new messages before draining, and leave them to the broker's session.
+
+        When this returns, every message the receiver took is in ``on_sample``'s queue (or
+        counted); later ones are neither taken nor acknowledged, so the broker delivers them
+        again to the next session (QoS 1 and 2; QoS 0 ones are lost, as on any disconnect).
+        The subscriptions stay in the session: unsubscribing would make the broker drop
+        whatever is published while streamd restarts.
+        """
+        self._send(Pause())
+        if not self._paused.wait(PAUSE_TIMEOUT_S) and not self.lost:
+            log.warning("the MQTT receiver did not confirm the pause")
+
+    def stop(self) -> None:
+        """Disconnect (after the acknowledgements already sent) and end the receiver."""
+        self._stopping = True
+        self._send(Stop())
+        if self._receiver is not None and not self._receiver.wait(STOP_TIMEOUT_S):
+            log.warning("the MQTT receiver did not stop within %.0f s; killed", STOP_TIMEOUT_S)
+            self._receiver.kill()
+        if self._reader is not None:
+            self._reader.join(STOP_TIMEOUT_S)
+        self.connected.clear()
+        self.metrics.mqtt_connected.set(0)
+
+    # -- from the worker ---------------------------------------------------------------
+
+    def ack(self, samples: list[Sample]) -> None:
+        """Acknowledge scored samples: the broker may now forget them."""
+        held = [s for s in samples if s.mid]
+        if held:
+            self._send(Ack([s.mid for s in held], [s.qos for s in held]))
+
+    def publish(self, items: list[Outgoing]) -> None:
+        """Publish ``items``. Labelled ones are alerts: their outcome is counted
+        (``streamd_alerts_published`` or ``..._publish_failures``)."""
+        if items:
+            self._send(Publish(items))
+
+    def _send(self, message: ToReceiver) -> None:
+        if self._conn is None:
+            return
+        with self._send_lock, contextlib.suppress(OSError):  # receiver gone: the reader says so
+            self._conn.send(message)
+
+    # -- the reader thread ---------------------------------------------------------------
+
+    def _read(self) -> None:
+        assert self._conn is not None
+        recv = self._conn.recv
+        while True:
+            try:
+                message = recv()
+            except (EOFError, OSError):
+                break
+            match message:
+                case Received():
+                    self._take(message)
+                case LinkEvent(name):
+                    self._event(name)
+                case Published(results):
+                    self._published(results)
+                case Paused():
+                    self._paused.set()
+                case Started():
+                    self._started.set()
+                case Fatal(reason):
+                    self._fatal = reason
+                    self._started.set()
+                case _:
+                    unknown(message)
+        self._receiver_gone()
+
+    def _receiver_gone(self) -> None:
+        self.connected.clear()
+        self.metrics.mqtt_connected.set(0)
+        outcome = self._receiver.outcome() if self._receiver is not None else "unknown"
+        if not self._started.is_set():
+            self._fatal = f"it ended with {outcome}"
+            self._started.set()
+        elif not self._stopping:
+            self.lost = True
+            log.error(
+                "the MQTT receiver %s exited (%s); stopping streamd", self.receiver_kind, outcome
+            )
+            self.on_lost()
+
+    def _take(self, batch: Received) -> None:
+        """Parse and queue; acknowledge at once what will not be scored (and everything,
+        when acknowledging on receipt)."""
+        m, parse, put, problems = self.metrics, self.parser.parse, self.on_sample, self.problems
+        later = self.ack_after_scoring
+        now_acks: list[tuple[int, int]] = []
+        for topic, payload, received, mid, qos in zip(
+            batch.topics, batch.payloads, batch.received_at_s, batch.mids, batch.qos, strict=True
+        ):
+            if topic is None:
+                m.messages.labels("bad_stream_id").inc()
+                if qos:
+                    now_acks.append((mid, qos))
+                continue
+            hold = later and qos
+            try:
+                sample = parse(topic, payload, received, mid if hold else 0, qos if hold else 0)
+            except PayloadError as e:
+                m.messages.labels(e.reason).inc()
+                problems.warning(e.reason, "rejected message on %r: %s", topic[:200], e)
+                if qos:
+                    now_acks.append((mid, qos))
+                continue
+            if not put(sample):
+                m.messages.labels("queue_full").inc()
+                problems.warning("queue_full", "queue full, dropped a message on %r", topic[:200])
+                if qos:
+                    now_acks.append((mid, qos))  # dropped; holding it would stall the session
+            elif qos and not hold:
+                now_acks.append((mid, qos))  # ack_after_scoring off: acknowledged on receipt
+        if now_acks:
+            self._send(Ack([mid for mid, _ in now_acks], [q for _, q in now_acks]))
+
+    def _event(self, name: str) -> None:
+        m = self.metrics
+        if name == CONNECTED:
+            self.connected.set()
+            m.mqtt_connected.set(1)
+        elif name == DISCONNECTED:
+            self.connected.clear()
+            m.mqtt_connected.set(0)
+        elif name == RECONNECTED:
+            m.mqtt_reconnects.inc()
+        elif name == CONNECT_FAILED:
+            m.mqtt_connect_failures.inc()
+
+    def _published(self, results: list[PublishResult]) -> None:
+        for r in results:
+            if r.ok:
+                self.metrics.alerts_published.labels(r.label).inc()
+            else:
+                self.metrics.alert_publish_failures.inc()
+                self.problems.warning("alert_publish", "could not publish alert on %s", r.topic)

@@ -1,0 +1,105 @@
+"""Synthetic "normal sensor" series and injected anomalies.
+
+One generator serves two users: ``models/`` trains the default model on its normal
+series, and ``streamd simulate`` publishes them with anomalies injected. A series is a
+level, a daily cycle, a short cycle, a slow drift and Gaussian noise; the profiles
+differ in scale on purpose, as real sensors do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamd.core.arrays import F64
+
+DAY_S = 86_400.0
+ANOMALY_KINDS = ("spike", "level_shift", "drift", "stuck", "noise_burst", "dropout")
+
+
+@dataclass(frozen=True)
+class SensorProfile:
+    """Shape of one kind of normal sensor signal, in its own units."""
+
+    name: str
+    level: float
+    daily_amplitude: float
+    cycle_amplitude: float
+    cycle_period_s: float
+    drift_per_day: float
+    noise: float
+
+
+PROFILES: tuple[SensorProfile, ...] = (
+    SensorProfile("temperature", 21.0, 3.0, 0.6, 1_800.0, 0.2, 0.15),
+    SensorProfile("humidity", 55.0, 8.0, 1.5, 2_700.0, -0.5, 0.5),
+    SensorProfile("pressure", 1_013.0, 2.0, 0.8, 3_600.0, 0.3, 0.2),
+    SensorProfile("power_kw", 40.0, 15.0, 4.0, 900.0, 0.5, 1.2),
+    SensorProfile("flow_lpm", 120.0, 25.0, 6.0, 1_200.0, -1.0, 2.0),
+    SensorProfile("vibration_mm_s", 4.0, 0.8, 0.5, 600.0, 0.02, 0.12),
+)
+
+
+def normal_series(
+    profile: SensorProfile, n: int, step_s: float, rng: np.random.Generator, start_s: float = 0.0
+) -> F64:
+    """``n`` samples every ``step_s`` seconds of ``profile``, phases drawn from ``rng``.
+
+    >>> v = normal_series(PROFILES[0], 10, 60.0, np.random.default_rng(0))
+    >>> v.shape
+    (10,)
+    """
+    t = start_s + step_s * np.arange(n, dtype=np.float64)
+    daily_phase, cycle_phase = rng.uniform(0.0, 2 * np.pi, size=2)
+    jitter = rng.uniform(0.8, 1.2, size=3)  # no two streams of a profile are identical
+    level = profile.level * rng.uniform(0.95, 1.05)
+    series: F64 = (
+        level
+        + jitter[0] * profile.daily_amplitude * np.sin(2 * np.pi * t / DAY_S + daily_phase)
+        + jitter[1]
+        * profile.cycle_amplitude
+        * np.sin(2 * np.pi * t / (profile.cycle_period_s * jitter[2]) + cycle_phase)
+        + profile.drift_per_day * (t - start_s) / DAY_S
+        + profile.noise * rng.standard_normal(n)
+    )
+    return series
+
+
+@dataclass(frozen=True)
+class Injection:
+    """One injected anomaly: rows ``[start, start + length)`` of a series."""
+
+    kind: str
+    start: int
+    length: int
+    magnitude: float
+
+
+def inject(values: F64, injection: Injection, rng: np.random.Generator) -> F64:
+    """Return a copy of ``values`` with ``injection`` applied.
+
+    ``magnitude`` is in units of the series' own standard deviation, so one scenario
+    fits every profile.
+    """
+    if injection.kind not in ANOMALY_KINDS:
+        raise ValueError(f"unknown anomaly kind {injection.kind!r}; kinds: {ANOMALY_KINDS}")
+    out = values.copy()
+    s, e = injection.start, min(len(values), injection.start + injection.length)
+    if s >= e:
+        return out
+    size = injection.magnitude * float(np.std(values))
+    n = e - s
+    if injection.kind == "spike":
+        out[s:e] += size * rng.choice((-1.0, 1.0))
+    elif injection.kind == "level_shift":
+        out[s:e] += size
+    elif injection.kind == "drift":
+        out[s:e] += size * np.linspace(0.0, 1.0, n)
+    elif injection.kind == "stuck":
+        out[s:e] = out[s - 1] if s > 0 else out[s]
+    elif injection.kind == "noise_burst":
+        out[s:e] += size * rng.standard_normal(n)
+    elif injection.kind == "dropout":
+        out[s:e] = 0.0
+    return out

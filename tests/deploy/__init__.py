@@ -1,0 +1,1 @@
+"""The deployment files: systemd unit, Prometheus rules, Grafana dashboard, install script."""

@@ -1,0 +1,1 @@
+"""The offline tools: NAB scoring, replay, evaluate."""

@@ -1,0 +1,1 @@
+"""Training, calibration and ONNX export (needs torch)."""
