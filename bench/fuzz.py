@@ -111,15 +111,16 @@ def rand_input(r: random.Random, i: int) -> tuple[str, bytes]:
 def run(count: int, seed: int, batch: int = 512) -> dict[str, Any]:
     r = random.Random(seed)
     model = Forecaster(REPO / "models" / "default.onnx")
+    max_bytes = Settings().mqtt.max_payload_bytes
     settings = Settings.model_validate(
         {"inference": {"mode": "window"}, "state": {"max_streams": 1000, "max_gap_s": math.inf}}
     )
     pipeline = build_pipeline(settings, model)
     parsers: list[tuple[str, PayloadParser, Callable[[Sample], bool]]] = [
-        ("topic", PayloadParser(["value"], "topic", 4096), lambda s: True),
-        ("segment:-1", PayloadParser(["value"], "segment:-1", 4096), lambda s: False),
-        ("field:device", PayloadParser(["value"], "field:device", 4096), lambda s: False),
-        ("two features", PayloadParser(["temp", "rpm"], "topic", 4096), lambda s: False),
+        ("topic", PayloadParser(["value"], "topic", max_bytes), lambda s: True),
+        ("segment:-1", PayloadParser(["value"], "segment:-1", max_bytes), lambda s: False),
+        ("field:device", PayloadParser(["value"], "field:device", max_bytes), lambda s: False),
+        ("two features", PayloadParser(["temp", "rpm"], "topic", max_bytes), lambda s: False),
     ]
     results: Counter[str] = Counter()
     status: Counter[str] = Counter()

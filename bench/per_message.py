@@ -59,7 +59,7 @@ def main() -> int:
         b'{"ts":%d,"value":%.3f}' % (1_767_225_600 + 60 * i, 20 + rng.normal())
         for i in range(BATCH * 10)
     ]
-    parser = PayloadParser(["value"])
+    parser = PayloadParser(["value"], "topic", Settings().mqtt.max_payload_bytes)
 
     def parse_all() -> None:
         for i, b in enumerate(bodies):

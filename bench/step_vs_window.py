@@ -24,8 +24,8 @@ from streamd.core.csvdata import read_series
 from streamd.core.inference import Forecaster
 from streamd.core.pipeline import build_pipeline
 from streamd.tools.replay import replay_series
-from training.loop import LoopConfig
-from training.run import TrainOptions, train
+from training.options import LoopConfig, TrainOptions
+from training.run import train
 
 
 def run_mode(

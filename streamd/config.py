@@ -36,7 +36,7 @@ class MqttSettings(Section):
     client_id: str = Field("streamd", min_length=1, description="MQTT client id (the session key)")
     protocol: Literal["3.1.1", "5"] = Field(
         "3.1.1",
-        description="MQTT protocol version: 3.1.1 (paho receives it about 1.5x faster) "
+        description="MQTT protocol version: 3.1.1 (faster to receive, docs/performance.md) "
         "or 5 (session expiry)",
     )
     topics: list[str] = Field(
@@ -71,7 +71,8 @@ class MqttSettings(Section):
     receiver: Literal["process", "thread"] = Field(
         "process",
         description="where paho runs: 'process' (a core of its own: the daemon keeps up with "
-        "the broker) or 'thread' (one process: 13 MB less resident memory, lower throughput)",
+        "the broker) or 'thread' (one process: less memory, lower throughput; "
+        "docs/performance.md)",
     )
     ack_after_scoring: bool = Field(
         True,

@@ -30,8 +30,8 @@ def normal_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, normal_csv: Path):
     """A small GRU trained, calibrated, exported and verified by the real pipeline."""
-    from training.loop import LoopConfig
-    from training.run import TrainOptions, train
+    from training.options import LoopConfig, TrainOptions
+    from training.run import train
 
     out = tmp_path_factory.mktemp("model")
     result = train(

@@ -14,9 +14,9 @@ import numpy as np
 from streamd.config import Settings
 from streamd.core.card import Calibration
 from streamd.core.inference import Forecaster
+from streamd.core.params import ScoringParams
 from streamd.core.payload import Sample
 from streamd.core.pipeline import Pipeline, build_pipeline
-from streamd.core.scoring import ScoringParams
 from streamd.tools.synth import PROFILES, normal_series
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from streamd.tools.synth import PROFILES, normal_series
-from training.loop import LoopConfig
-from training.run import TrainOptions, TrainResult, train
+from training.options import LoopConfig, TrainOptions
+from training.run import TrainResult, train
 
 STEP_S = 300.0
 DAYS = 14

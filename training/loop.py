@@ -17,19 +17,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type stub
 
 from training.data import Windows
 from training.model import GRUForecaster
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    """How long and how hard to train."""
-
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    patience: int = 5
-    clip_norm: float = 1.0
-    seed: int = 0
-    progress: bool = True
+from training.options import LoopConfig
 
 
 @dataclass

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnx
@@ -18,39 +18,16 @@ import torch
 import streamd
 from streamd.core import timefeatures
 from streamd.core.card import Calibration, ModelCard, SelfTest
-from streamd.core.scaling import ScalingKind
 from streamd.errors import DataError
 from training import report
 from training.calibrate import calibrate, sample_errors
 from training.data import SplitFractions, load_dataset
 from training.export import Parity, export_and_verify
-from training.loop import LoopConfig, fit, predict, seed_everything
+from training.loop import fit, predict, seed_everything
 from training.model import ForecasterConfig, GRUForecaster, count_parameters
+from training.options import LoopConfig, TrainOptions
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Everything ``streamd train`` accepts."""
-
-    data: list[str]
-    out: Path
-    report_dir: Path
-    features: list[str] | None = None
-    window: int = 32
-    hidden_size: int = 32
-    layers: int = 2
-    dropout: float = 0.0
-    cell: Literal["gru", "lstm"] = "gru"
-    scaling: ScalingKind = "minmax"
-    per_stream_scaling: bool = False
-    time_features: list[str] = field(default_factory=list)
-    head_fraction: float = 1.0
-    validation_fraction: float = 0.15
-    calibration_fraction: float = 0.15
-    loop: LoopConfig = field(default_factory=LoopConfig)
-    name: str = ""
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,8 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 
 
 def add_evaluate(sub: SubParsers) -> None:
+    from training.options import TrainOptions  # plain values: no torch needed here
+
     p = sub.add_parser("evaluate", help="detection quality on a labelled corpus (NAB scores)")
     p.add_argument("--data", required=True, help="corpus folder (NAB layout)")
     p.add_argument("--labels", required=True, help="labels.json with a 'windows' map")
@@ -67,6 +69,8 @@ def add_evaluate(sub: SubParsers) -> None:
     p.add_argument("--mode", choices=("step", "window"))
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--jobs", type=int, default=0, help="parallel files (default: one per core)")
-    p.add_argument("--window", type=int, default=32, help="window of the per-file models")
+    p.add_argument(
+        "--window", type=int, default=TrainOptions.window, help="window of the per-file models"
+    )
     add_time_features(p, "of the per-file models")
     p.set_defaults(func=cmd_evaluate)

@@ -11,8 +11,8 @@ from streamd.cli.common import TRAIN_EXTRA_HINT, SubParsers, add_time_features, 
 
 def cmd_train(ns: argparse.Namespace) -> int:
     try:
-        from training.loop import LoopConfig
-        from training.run import TrainOptions, train
+        from training.options import LoopConfig, TrainOptions
+        from training.run import train
     except ImportError as e:
         if missing_extra(e):
             print(f"streamd train {TRAIN_EXTRA_HINT} (missing module {e.name!r})", file=sys.stderr)
@@ -61,17 +61,20 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def add_train(sub: SubParsers) -> None:
+    from training.options import LoopConfig as L  # plain values: no torch needed here
+    from training.options import TrainOptions as T
+
     p = sub.add_parser("train", help="train, calibrate and export a model (needs the train extra)")
     p.add_argument("--data", nargs="+", required=True, metavar="CSV", help="normal data, CSV files")
     p.add_argument("--out", required=True, metavar="MODEL.onnx")
     p.add_argument("--report", required=True, metavar="DIR", help="folder for plots and summary")
     p.add_argument("--features", nargs="+", help="feature columns (default: all but timestamp)")
-    p.add_argument("--window", type=int, default=32, help="input window length T (default 32)")
-    p.add_argument("--hidden", type=int, default=32, help="hidden units per layer (default 32)")
-    p.add_argument("--layers", type=int, default=2, help="stacked recurrent layers (default 2)")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout between layers")
-    p.add_argument("--cell", choices=("gru", "lstm"), default="gru")
-    p.add_argument("--scaling", choices=("minmax", "standard"), default="minmax")
+    p.add_argument("--window", type=int, default=T.window, help="input window T (%(default)s)")
+    p.add_argument("--hidden", type=int, default=T.hidden_size, help="units a layer (%(default)s)")
+    p.add_argument("--layers", type=int, default=T.layers, help="recurrent layers (%(default)s)")
+    p.add_argument("--dropout", type=float, default=T.dropout, help="dropout between layers")
+    p.add_argument("--cell", choices=("gru", "lstm"), default=T.cell)
+    p.add_argument("--scaling", choices=("minmax", "standard"), default=T.scaling)
     p.add_argument(
         "--per-stream-scaling",
         action="store_true",
@@ -81,16 +84,16 @@ def add_train(sub: SubParsers) -> None:
     p.add_argument(
         "--head-fraction",
         type=float,
-        default=1.0,
+        default=T.head_fraction,
         help="train on only the first fraction of each file's rows (e.g. 0.15)",
     )
-    p.add_argument("--validation-fraction", type=float, default=0.15)
-    p.add_argument("--calibration-fraction", type=float, default=0.15)
-    p.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", default="", help="model name (default: output file stem)")
+    p.add_argument("--validation-fraction", type=float, default=T.validation_fraction)
+    p.add_argument("--calibration-fraction", type=float, default=T.calibration_fraction)
+    p.add_argument("--epochs", type=int, default=L.epochs, help="most epochs (%(default)s)")
+    p.add_argument("--batch-size", type=int, default=L.batch_size)
+    p.add_argument("--lr", type=float, default=L.learning_rate, help="Adam's rate (%(default)s)")
+    p.add_argument("--patience", type=int, default=L.patience, help="early stopping, epochs")
+    p.add_argument("--seed", type=int, default=L.seed)
+    p.add_argument("--name", default=T.name, help="model name (default: output file stem)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

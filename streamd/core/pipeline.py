@@ -5,9 +5,9 @@ daemon, ``replay`` and ``evaluate`` all score through :meth:`Pipeline.process`.
 
 A batch may hold several samples of one stream; they are processed in *rounds* (the k-th
 sample of each stream in round k), so each round is one ONNX Runtime call over distinct
-streams and a stream's samples are scored in arrival order. A round costs about as much as
-scoring a thousand distinct streams once, so :meth:`Pipeline.process` can cap the rounds
-per call: a stream's later samples come back ``DEFERRED`` for the caller to pass again.
+streams and a stream's samples are scored in arrival order. A round costs a whole model
+call however few streams it holds, so :meth:`Pipeline.process` can cap the rounds per call:
+a stream's later samples come back ``DEFERRED`` for the caller to pass again.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from streamd.core import timefeatures
 from streamd.core.alerts import AlertEvent, AlertTracker
 from streamd.core.arrays import F32, F64, I64
 from streamd.core.inference import Forecaster
+from streamd.core.params import ScoringParams
 from streamd.core.payload import Sample
 from streamd.core.profile import SeasonalProfile
 from streamd.core.scaling import learn_running, running_offset_scale
-from streamd.core.scoring import ScoreState, ScoringParams
+from streamd.core.scoring import ScoreState
 from streamd.core.state import StreamState, StreamTable
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ A sample's way from the ``mqtt-reader`` thread to the pipeline, as one object
    and releases each stream's samples in timestamp order. A model's state only moves
    forward, so a sample older than one already scored for its stream cannot be scored
    (``out_of_order``); publishers do reorder (after a reconnect, paho sends new QoS 1
-   messages before it resends the old ones: up to 71 ms behind on loopback). The guarantee:
-   a sample that arrives at most the window after a newer one of its stream is scored, first.
+   messages before it resends the old ones; docs/daemon.md has how late). The guarantee: a
+   sample that arrives at most the window after a newer one of its stream is scored, first.
 3. :class:`StreamBacklog`: scoring a stream's k-th sample in a batch needs its (k-1)-th
    first, so each extra sample of one stream costs a whole model call
    (:mod:`streamd.core.pipeline`). The pipeline scores at most

@@ -1,12 +1,10 @@
 """``streamd run``: the daemon's lifecycle: start, supervise, reload, shut down.
 
-Processes and threads: the MQTT receiver (a child process, or with ``mqtt.receiver =
-"thread"`` the ``mqtt-receiver`` thread, :mod:`streamd.runtime.mqtt.child`) forwards what it
-receives; the ``mqtt-reader`` thread parses it into the batcher (:mod:`streamd.runtime.mqtt.proxy`);
-the ``worker`` thread scores, counts, publishes and acknowledges
-(:mod:`streamd.runtime.worker`); ``http`` serves metrics. Signal handlers only set a flag;
-the main loop here acts on it, and pings systemd's watchdog only while the worker shows
-progress.
+The MQTT receiver (a child process, or the ``mqtt-receiver`` thread) forwards what it
+receives; the ``mqtt-reader`` thread parses it into the batcher (:mod:`.mqtt.proxy`); the
+``worker`` thread scores, counts, publishes and acknowledges (:mod:`.worker`); ``http``
+serves metrics. Signal handlers only set a flag; the main loop here acts on it, and pings
+systemd's watchdog only while the worker shows progress.
 """
 
 from __future__ import annotations

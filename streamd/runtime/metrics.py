@@ -28,9 +28,10 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 class BatchHistogram:
     """A Prometheus histogram that takes a whole batch of observations in one numpy call.
 
-    ``Histogram.observe`` takes a lock and searches the buckets once per value, about 1.5 µs:
-    per message that was a visible share of the worker's time. Exposition is the same as a
-    ``Histogram`` of the same name and buckets (``_bucket``, ``_count``, ``_sum``).
+    ``Histogram.observe`` takes a lock and searches the buckets once per value: per message
+    that was a visible share of the worker's time (docs/performance.md has the figures).
+    Exposition is the same as a ``Histogram`` of the same name and buckets (``_bucket``,
+    ``_count``, ``_sum``).
     """
 
     def __init__(
@@ -69,7 +70,7 @@ class BatchHistogram:
 class Metrics:
     """All metrics of one daemon."""
 
-    def __init__(self, registry: CollectorRegistry, stream_score_cap: int = 100) -> None:
+    def __init__(self, registry: CollectorRegistry, stream_score_cap: int) -> None:
         self.registry = registry
         self.messages = Counter(
             "streamd_messages",

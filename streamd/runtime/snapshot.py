@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from streamd.core.alerts import OpenAlert
+from streamd.core.history import ErrorHistory
+from streamd.core.hysteresis import Hysteresis
 from streamd.core.pipeline import Pipeline
 from streamd.core.profile import SeasonalProfile
-from streamd.core.scoring import ErrorHistory, Hysteresis, ScoreState
+from streamd.core.scoring import ScoreState
 from streamd.core.state import StreamState
 
 FORMAT = 1

@@ -21,6 +21,7 @@ import numpy as np
 from streamd.config import Settings
 from streamd.core.alerts import alert_payload, alert_topic
 from streamd.core.inference import Forecaster
+from streamd.core.params import ScoringParams
 from streamd.core.payload import Sample
 from streamd.core.pipeline import (
     DEFERRED,
@@ -31,7 +32,6 @@ from streamd.core.pipeline import (
     BatchResult,
     build_pipeline,
 )
-from streamd.core.scoring import ScoringParams
 from streamd.runtime import snapshot
 from streamd.runtime.batcher import Batcher
 from streamd.runtime.logs import RateLimitedLog

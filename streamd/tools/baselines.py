@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from streamd.core.arrays import F64
-from streamd.core.scoring import log10_tail
+from streamd.core.history import log10_tail
 
 
 def rolling_zscore(values: F64, window: int = 288) -> F64:

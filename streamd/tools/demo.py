@@ -29,7 +29,8 @@ from streamd.tools.harness import (
     start_daemon,
     wait_ready,
 )
-from streamd.tools.simulate import Scenario, Truth, build, publish
+from streamd.tools.simulate import publish
+from streamd.tools.synth import Scenario, Truth, build
 
 # Kinds a next-step forecaster can see; "stuck" holds the last value, which a forecaster
 # predicts well (see docs/daemon.md), so the demo leaves it out of its recall figure.

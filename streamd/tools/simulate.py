@@ -1,8 +1,7 @@
-"""``streamd simulate``: publish synthetic sensor streams with injected anomalies to MQTT.
+"""``streamd simulate``: publish a synthetic scenario (:mod:`streamd.tools.synth`) to MQTT.
 
-Each stream follows one :data:`streamd.tools.synth.PROFILES` profile; anomalies of the chosen kinds
-are injected after a warm-up, and the ground truth (stream, kind, first and last sample and
-their timestamps) is written as JSON. Bounded in samples per stream and in wall time.
+The ground truth (stream, kind, first and last sample and their timestamps) is written as
+JSON. Bounded in samples per stream and in wall time.
 """
 
 from __future__ import annotations
@@ -10,77 +9,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from streamd.tools.synth import ANOMALY_KINDS, PROFILES, Injection, inject, normal_series
+from streamd.tools.synth import Scenario, build
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """What to publish."""
-
-    streams: int = 6
-    samples: int = 1200
-    step_s: float = 300.0
-    start_s: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-    kinds: tuple[str, ...] = ANOMALY_KINDS
-    anomaly_start: int = 500  # no anomaly before this sample (warm-up and history)
-    anomaly_length: int = 24
-    magnitude: float = 3.0  # in units of the stream's standard deviation
-    seed: int = 0
-    topic_prefix: str = "sensors"
-
-
-@dataclass(frozen=True)
-class Truth:
-    stream: str
-    topic: str
-    kind: str
-    start_index: int
-    end_index: int
-    start_ts: float
-    end_ts: float
-
-
-def build(scenario: Scenario) -> tuple[dict[str, np.ndarray], list[Truth]]:
-    """Series per topic and the injected anomalies; one anomaly per stream, kinds in turn."""
-    rng = np.random.default_rng(scenario.seed)
-    series: dict[str, np.ndarray] = {}
-    truth: list[Truth] = []
-    for i in range(scenario.streams):
-        profile = PROFILES[i % len(PROFILES)]
-        topic = f"{scenario.topic_prefix}/{profile.name}-{i:03d}"
-        values = normal_series(profile, scenario.samples, scenario.step_s, rng, scenario.start_s)
-        if scenario.kinds and scenario.anomaly_start + scenario.anomaly_length < scenario.samples:
-            kind = scenario.kinds[i % len(scenario.kinds)]
-            start = int(
-                rng.integers(scenario.anomaly_start, scenario.samples - scenario.anomaly_length)
-            )
-            length = scenario.anomaly_length
-            magnitude = scenario.magnitude * (2.0 if kind == "spike" else 1.0)
-            values = inject(values, Injection(kind, start, length, magnitude), rng)
-            end = start + length - 1
-            truth.append(
-                Truth(
-                    topic,
-                    topic,
-                    kind,
-                    start,
-                    end,
-                    scenario.start_s + start * scenario.step_s,
-                    scenario.start_s + end * scenario.step_s,
-                )
-            )
-        series[topic] = values
-    return series, truth
 
 
 def publish(

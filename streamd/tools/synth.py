@@ -1,7 +1,8 @@
 """Synthetic "normal sensor" series and injected anomalies.
 
 One generator serves two users: ``models/`` trains the default model on its normal
-series, and ``streamd simulate`` publishes them with anomalies injected. A series is a
+series, and ``streamd simulate`` publishes a :class:`Scenario` of them with anomalies
+injected (:func:`build` gives its series and ground truth). A series is a
 level, a daily cycle, a short cycle, a slow drift and Gaussian noise; the profiles
 differ in scale on purpose, as real sensors do.
 """
@@ -103,3 +104,63 @@ def inject(values: F64, injection: Injection, rng: np.random.Generator) -> F64:
     elif injection.kind == "dropout":
         out[s:e] = 0.0
     return out
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What to publish."""
+
+    streams: int = 6
+    samples: int = 1200
+    step_s: float = 300.0
+    start_s: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    kinds: tuple[str, ...] = ANOMALY_KINDS
+    anomaly_start: int = 500  # no anomaly before this sample (warm-up and history)
+    anomaly_length: int = 24
+    magnitude: float = 3.0  # in units of the stream's standard deviation
+    seed: int = 0
+    topic_prefix: str = "sensors"
+
+
+@dataclass(frozen=True)
+class Truth:
+    stream: str
+    topic: str
+    kind: str
+    start_index: int
+    end_index: int
+    start_ts: float
+    end_ts: float
+
+
+def build(scenario: Scenario) -> tuple[dict[str, np.ndarray], list[Truth]]:
+    """Series per topic and the injected anomalies; one anomaly per stream, kinds in turn."""
+    rng = np.random.default_rng(scenario.seed)
+    series: dict[str, np.ndarray] = {}
+    truth: list[Truth] = []
+    for i in range(scenario.streams):
+        profile = PROFILES[i % len(PROFILES)]
+        topic = f"{scenario.topic_prefix}/{profile.name}-{i:03d}"
+        values = normal_series(profile, scenario.samples, scenario.step_s, rng, scenario.start_s)
+        if scenario.kinds and scenario.anomaly_start + scenario.anomaly_length < scenario.samples:
+            kind = scenario.kinds[i % len(scenario.kinds)]
+            start = int(
+                rng.integers(scenario.anomaly_start, scenario.samples - scenario.anomaly_length)
+            )
+            length = scenario.anomaly_length
+            magnitude = scenario.magnitude * (2.0 if kind == "spike" else 1.0)
+            values = inject(values, Injection(kind, start, length, magnitude), rng)
+            end = start + length - 1
+            truth.append(
+                Truth(
+                    topic,
+                    topic,
+                    kind,
+                    start,
+                    end,
+                    scenario.start_s + start * scenario.step_s,
+                    scenario.start_s + end * scenario.step_s,
+                )
+            )
+        series[topic] = values
+    return series, truth

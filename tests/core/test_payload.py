@@ -8,11 +8,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamd.config import MqttSettings
 from streamd.core.payload import REASONS, PayloadParser
 from streamd.errors import PayloadError
 
-ONE = PayloadParser(["value"])
-TWO = PayloadParser(["temp", "rpm"])
+MAX_BYTES = MqttSettings().max_payload_bytes
+
+
+def parser(features: list[str], stream_id: str = "topic") -> PayloadParser:
+    return PayloadParser(features, stream_id, MAX_BYTES)
+
+
+ONE = parser(["value"])
+TWO = parser(["temp", "rpm"])
 
 
 def reason(parser: PayloadParser, payload: bytes, topic: str = "sensors/a") -> str:
@@ -58,11 +66,11 @@ def test_rejections_have_reasons(parser: PayloadParser, payload: bytes, expected
 
 
 def test_stream_id_sources() -> None:
-    seg = PayloadParser(["value"], "segment:1")
+    seg = parser(["value"], "segment:1")
     assert seg.parse("site/pump7/temp", b"1", 0).stream == "pump7"
-    assert PayloadParser(["value"], "segment:-1").parse("a/b/c", b"1", 0).stream == "c"
+    assert parser(["value"], "segment:-1").parse("a/b/c", b"1", 0).stream == "c"
     assert reason(seg, b"1", topic="flat") == "bad_stream_id"
-    fld = PayloadParser(["value"], "field:id")
+    fld = parser(["value"], "field:id")
     assert fld.parse("t", b'{"id": "m1", "value": 1}', 0).stream == "m1"
     assert reason(fld, b'{"value": 1}') == "bad_stream_id"
     assert reason(ONE, b"1", topic="x" * 300) == "bad_stream_id"
@@ -80,9 +88,9 @@ json_values = st.recursive(
 @settings(max_examples=400, deadline=None)
 @given(payload=st.binary(max_size=300), topic=st.text(min_size=1, max_size=40))
 def test_arbitrary_bytes_never_escape(payload: bytes, topic: str) -> None:
-    for parser in (ONE, TWO, PayloadParser(["value"], "field:id")):
+    for p in (ONE, TWO, parser(["value"], "field:id")):
         try:
-            parser.parse(topic, payload, 1.0)
+            p.parse(topic, payload, 1.0)
         except PayloadError as e:
             assert e.reason in REASONS
 
@@ -96,9 +104,9 @@ def test_arbitrary_json_never_escapes(doc: object, ts: object) -> None:
         json.dumps({"values": doc}).encode(),
     ]
     for payload in payloads:
-        for parser in (ONE, TWO):
+        for p in (ONE, TWO):
             try:
-                s = parser.parse("t", payload, 1.0)
+                s = p.parse("t", payload, 1.0)
             except PayloadError as e:
                 assert e.reason in REASONS
             else:

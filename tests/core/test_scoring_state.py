@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamd.core.scoring import ScoreState, log10_tail, score_from_z
+from streamd.core.history import log10_tail, score_from_z
+from streamd.core.scoring import ScoreState
 from streamd.core.state import StreamTable
 from tests.helpers import scoring_params as params
 

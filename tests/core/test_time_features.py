@@ -15,8 +15,8 @@ from streamd.core.pipeline import Pipeline, build_pipeline
 from streamd.core.timefeatures import encode
 from streamd.tools.replay import replay_series
 from tests.helpers import pipeline, write_csv
-from training.loop import LoopConfig
-from training.run import TrainOptions, train
+from training.options import LoopConfig, TrainOptions
+from training.run import train
 
 STEP_S = 600.0  # ten-minute samples: 144 a day
 DAY = 144

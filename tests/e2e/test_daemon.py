@@ -22,7 +22,8 @@ from streamd.tools.harness import (
     start_daemon,
     wait_ready,
 )
-from streamd.tools.simulate import Scenario, build, publish
+from streamd.tools.simulate import publish
+from streamd.tools.synth import Scenario, build
 from tests.helpers import DEFAULT_MODEL
 
 MALFORMED = [

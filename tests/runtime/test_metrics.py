@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
+from streamd.config import HttpSettings
 from streamd.runtime.metrics import LATENCY_BUCKETS, RESULTS, BatchHistogram, Metrics
 
 
 def test_every_result_label_is_exported_from_the_start() -> None:
     reg = CollectorRegistry()
-    Metrics(reg)
+    Metrics(reg, HttpSettings().stream_score_cap)
     for result in RESULTS:
         assert reg.get_sample_value("streamd_messages_total", {"result": result}) == 0.0
 

@@ -38,7 +38,12 @@ def proxy(broker: int) -> Iterator[tuple[MqttProxy, threading.Event, Metrics]]:
         return True
 
     p = MqttProxy(
-        settings, PayloadParser(["value"]), take, metrics, RateLimitedLog(log, 1.0), lost.set
+        settings,
+        PayloadParser(["value"], "topic", settings.mqtt.max_payload_bytes),
+        take,
+        metrics,
+        RateLimitedLog(log, 1.0),
+        lost.set,
     )
     p.start()
     try:

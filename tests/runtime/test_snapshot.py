@@ -11,8 +11,8 @@ import pytest
 
 from streamd.config import ScoringSettings
 from streamd.core.inference import Forecaster
+from streamd.core.params import ScoringParams
 from streamd.core.pipeline import SCORED, WARMUP, Pipeline
-from streamd.core.scoring import ScoringParams
 from streamd.runtime import snapshot
 from streamd.tools.synth import Injection, inject
 from tests.helpers import make, samples, two_feature_series

@@ -16,8 +16,8 @@ from streamd.core.inference import Forecaster
 from streamd.errors import ModelError
 from training.data import SplitFractions, load_dataset
 from training.export import TOLERANCE
-from training.loop import LoopConfig
-from training.run import TrainOptions, train
+from training.options import LoopConfig, TrainOptions
+from training.run import train
 
 
 def test_export_passes_parity_checks(tiny_model) -> None:
