@@ -6,7 +6,7 @@ In one process and one run (so the ratios are comparable), microseconds per mess
   :class:`streamd.core.payload.PayloadParser`;
 - recording end-to-end latency: ``prometheus_client.Histogram.observe`` per sample (before)
   vs :class:`streamd.runtime.metrics.BatchHistogram` per batch (now);
-- the worker's scoring of a batch of distinct streams (step mode, default model), for scale.
+- the worker's scoring of a batch of distinct streams (the default settings and model), for scale.
 
 Prints a table and writes JSON.
 
@@ -112,12 +112,12 @@ def main() -> int:
         t[0] += 1
         pipe.process([Sample(s, float(t[0]), (20.0,), 0.0) for s in streams], 8)
 
-    for _ in range(40):  # past warm-up for the step mode's window
+    for _ in range(40):  # past the window's warm-up
         score()
     rows.append(
         (
             "scoring",
-            f"Pipeline.process, {BATCH} streams x 1 (step)",
+            f"Pipeline.process, {BATCH} streams x 1 (default settings)",
             per_message_us(score, BATCH, args.repeat),
         )
     )

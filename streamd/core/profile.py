@@ -59,16 +59,6 @@ class SeasonalProfile:
         out[~self.seen[slots, b]] = np.nan
         return out
 
-    def residual(self, slots: I64, ts_s: F64, raw: F64, scale: F64) -> F64:
-        """RMS over features of ``(raw - profile) / scale``; NaN where the bin is unseen.
-
-        ``scale`` is the model's scaling (per feature, or per row with per-stream scaling),
-        so the residual is in the same units as the forecast error.
-        """
-        diff = (raw - self.expected(slots, ts_s)) / scale
-        out: F64 = np.sqrt((diff**2).mean(axis=1))
-        return out
-
     def learn(self, slots: I64, ts_s: F64, raw: F64) -> None:
         """Move each row's bin average towards its value; ``slots`` distinct within a call."""
         b = self.bin_of(ts_s)

@@ -18,15 +18,14 @@ from tests.helpers import scoring_params as params
 DAY = 86_400.0
 
 
-def test_a_bin_has_no_residual_until_its_time_of_day_was_seen() -> None:
+def test_a_bin_expects_nothing_until_its_time_of_day_was_seen() -> None:
     prof = SeasonalProfile(1, features=1, period="day", bins=48, periods=3.0)
-    slot, scale = np.array([0]), np.array([2.0])
-    assert np.isnan(prof.residual(slot, np.array([0.0]), np.array([[5.0]]), scale))[0]
+    slot = np.array([0])
+    assert np.isnan(prof.expected(slot, np.array([0.0])))[0, 0]
     prof.learn(slot, np.array([0.0]), np.array([[5.0]]))
-    # the same half hour a day later: residual in units of the scale
-    got = prof.residual(slot, np.array([DAY + 60.0]), np.array([[9.0]]), scale)
-    assert got[0] == 2.0
-    assert np.isnan(prof.residual(slot, np.array([DAY / 2]), np.array([[5.0]]), scale))[0]
+    # the same half hour a day later expects what it saw; another half hour nothing yet
+    assert prof.expected(slot, np.array([DAY + 60.0]))[0, 0] == 5.0
+    assert np.isnan(prof.expected(slot, np.array([DAY / 2])))[0, 0]
 
 
 def test_averages_decay_in_time_not_in_samples() -> None:

@@ -39,7 +39,6 @@ CONNECTED, DISCONNECTED, RECONNECTED, CONNECT_FAILED = (
     "reconnected",
     "connect_failed",
 )
-EVENTS = (CONNECTED, DISCONNECTED, RECONNECTED, CONNECT_FAILED)
 # forward(topic or None when not UTF-8, payload, received_at_s, packet id, qos)
 Forward = Callable[[str | None, bytes | bytearray, float, int, int], None]
 

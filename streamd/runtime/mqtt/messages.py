@@ -77,7 +77,8 @@ class PublishResult:
 
 @dataclass(frozen=True)
 class LinkEvent:
-    """The connection changed: one of :data:`streamd.runtime.mqtt.client.EVENTS`."""
+    """The connection changed: ``connected``, ``disconnected``, ``reconnected`` or
+    ``connect_failed`` (:mod:`streamd.runtime.mqtt.client`)."""
 
     name: str
 

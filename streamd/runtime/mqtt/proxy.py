@@ -42,6 +42,7 @@ from streamd.runtime.mqtt.messages import (
     Received,
     Started,
     Stop,
+    ToDaemon,
     ToReceiver,
     unknown,
 )
@@ -173,7 +174,7 @@ class MqttProxy:
         recv = self._conn.recv
         while True:
             try:
-                message = recv()
+                message: ToDaemon = recv()
             except (EOFError, OSError):
                 break
             match message:
