@@ -157,7 +157,6 @@ def phase(port: int, http_port: int, args: argparse.Namespace, flood: bool) -> d
         "daemon_p50_ms": 1000 * quantile(delta, "streamd_end_to_end_latency_seconds", 0.5),
         "daemon_p99_ms": 1000 * quantile(delta, "streamd_end_to_end_latency_seconds", 0.99),
         "rate_limited": delta.get('streamd_messages_total{result="rate_limited"}', 0.0),
-        "queue_full": delta.get('streamd_messages_total{result="queue_full"}', 0.0),
         "processed_msg_s": processed / wall,
     }
 

@@ -112,15 +112,24 @@ def run(count: int, seed: int, batch: int = 512) -> dict[str, Any]:
     r = random.Random(seed)
     model = Forecaster(REPO / "models" / "default.onnx")
     max_bytes = Settings().mqtt.max_payload_bytes
+    skew_s = Settings().state.max_clock_skew_s
     settings = Settings.model_validate(
         {"inference": {"mode": "window"}, "state": {"max_streams": 1000, "max_gap_s": math.inf}}
     )
     pipeline = build_pipeline(settings, model)
     parsers: list[tuple[str, PayloadParser, Callable[[Sample], bool]]] = [
-        ("topic", PayloadParser(["value"], "topic", max_bytes), lambda s: True),
-        ("segment:-1", PayloadParser(["value"], "segment:-1", max_bytes), lambda s: False),
-        ("field:device", PayloadParser(["value"], "field:device", max_bytes), lambda s: False),
-        ("two features", PayloadParser(["temp", "rpm"], "topic", max_bytes), lambda s: False),
+        ("topic", PayloadParser(["value"], "topic", max_bytes, skew_s), lambda s: True),
+        ("segment:-1", PayloadParser(["value"], "segment:-1", max_bytes, skew_s), lambda s: False),
+        (
+            "field:device",
+            PayloadParser(["value"], "field:device", max_bytes, skew_s),
+            lambda s: False,
+        ),
+        (
+            "two features",
+            PayloadParser(["temp", "rpm"], "topic", max_bytes, skew_s),
+            lambda s: False,
+        ),
     ]
     results: Counter[str] = Counter()
     status: Counter[str] = Counter()
@@ -131,7 +140,7 @@ def run(count: int, seed: int, batch: int = 512) -> dict[str, Any]:
         topic, payload = rand_input(r, i)
         name, parser, to_pipeline = parsers[i % len(parsers)]
         try:
-            sample = parser.parse(topic, payload, 1.7e9 + i)
+            sample = parser.parse(topic, payload, 1.7e9 + 60 * i)  # arrival: as valid ts
         except PayloadError as e:
             if e.reason not in REASONS:
                 uncaught.append(f"{name}: unknown reason {e.reason!r} for {payload[:80]!r}")

@@ -59,7 +59,8 @@ def main() -> int:
         b'{"ts":%d,"value":%.3f}' % (1_767_225_600 + 60 * i, 20 + rng.normal())
         for i in range(BATCH * 10)
     ]
-    parser = PayloadParser(["value"], "topic", Settings().mqtt.max_payload_bytes)
+    s = Settings()
+    parser = PayloadParser(["value"], "topic", s.mqtt.max_payload_bytes, s.state.max_clock_skew_s)
 
     def parse_all() -> None:
         for i, b in enumerate(bodies):

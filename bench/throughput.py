@@ -103,7 +103,6 @@ class Case:
     rss_start_mb: float = 0.0
     rss_peak_mb: float = 0.0
     evictions: int = 0
-    queue_full: int = 0
     baseline_msg_s: float = 0.0  # the --baseline checkout, same publishers, same run
     baseline_p99_ms: float = 0.0
     baseline_cpu_pct: float = 0.0
@@ -168,7 +167,6 @@ def measure_daemon(
         case.p99_ms = 1000 * quantile(m, "streamd_end_to_end_latency_seconds", 0.99)
         case.rss_peak_mb = peak
         case.evictions = int(m.get("streamd_stream_evictions_total", 0))
-        case.queue_full = int(m.get('streamd_messages_total{result="queue_full"}', 0))
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)

@@ -35,9 +35,11 @@ def cmd_run(ns: argparse.Namespace) -> int:
     setup_logging(settings.logging.level, settings.logging.format)
     if ns.check_config:
         from streamd.core.inference import Forecaster
+        from streamd.runtime.mqtt.proxy import link_options
 
         fc = Forecaster(settings.model.path)
-        settings.mqtt.read_password()
+        link_options(settings.mqtt)  # reads the password file, checks the TLS files
+        _check_http_host(settings.http.host, settings.http.port, settings.http.enabled)
         print(
             f"configuration ok; model {fc.card.name} version {fc.card.version} passes its self-test"
         )
@@ -45,6 +47,20 @@ def cmd_run(ns: argparse.Namespace) -> int:
     from streamd.runtime.daemon import Daemon
 
     return Daemon(settings).run()
+
+
+def _check_http_host(host: str, port: int, enabled: bool) -> None:
+    """What binding will need: the metrics address must resolve."""
+    import socket
+
+    from streamd.errors import ConfigError
+
+    if not enabled:
+        return
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise ConfigError("http.host", f"cannot resolve {host!r}: {e.strerror or e}") from e
 
 
 def cmd_config(ns: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ feeding the model inputs of the wrong width.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -23,6 +24,12 @@ from streamd.core.scaling import Scaler
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 METADATA_KEY = "streamd"
+# Sanity bounds: a card beyond them is crafted or corrupt, and serving it would allocate
+# per-stream arrays of its size (window x inputs x streams) before anything else fails.
+MAX_WINDOW = 4096
+MAX_LAYERS = 16
+MAX_HIDDEN = 4096
+MAX_FEATURES = 256
 CellKind = Literal["gru", "lstm"]
 
 
@@ -105,8 +112,8 @@ class ModelCard:
         """Parse and check a card; raises ``ValueError`` naming what is wrong."""
         try:
             d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"card is not JSON ({e})") from e
+        except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+            raise ValueError(f"card is not JSON ({type(e).__name__}: {e})") from e
         if not isinstance(d, dict):
             raise ValueError("card is not a JSON object")
         version = d.get("format_version")
@@ -121,12 +128,12 @@ class ModelCard:
                 version=str(d["version"]),
                 cell=d["cell"],
                 features=[str(f) for f in d["features"]],
-                window=int(d["window"]),
-                layers=int(d["layers"]),
-                hidden_size=int(d["hidden_size"]),
+                window=_integer(d["window"], "window"),
+                layers=_integer(d["layers"], "layers"),
+                hidden_size=_integer(d["hidden_size"], "hidden_size"),
                 scaler=Scaler.from_dict(d["scaler"]),
-                calibration=Calibration(**d["calibration"]),
-                self_test=SelfTest(**d["self_test"]),
+                calibration=_calibration(d["calibration"]),
+                self_test=_self_test(d["self_test"]),
                 per_stream_scaling=bool(d.get("per_stream_scaling", False)),
                 time_features=[str(t) for t in d.get("time_features", [])],
                 training=dict(d.get("training", {})),
@@ -134,8 +141,8 @@ class ModelCard:
             )
         except KeyError as e:
             raise ValueError(f"card lacks field {e.args[0]!r}") from e
-        except TypeError as e:
-            raise ValueError(f"card has a malformed field ({e})") from e
+        except (TypeError, AttributeError, OverflowError) as e:
+            raise ValueError(f"card has a malformed field ({type(e).__name__}: {e})") from e
         card.check()
         return card
 
@@ -145,8 +152,14 @@ class ModelCard:
             raise ValueError(f"cell must be 'gru' or 'lstm', not {self.cell!r}")
         if not self.features or len(set(self.features)) != len(self.features):
             raise ValueError("features must be a non-empty list of distinct names")
-        if self.window < 1 or self.layers < 1 or self.hidden_size < 1:
-            raise ValueError("window, layers and hidden_size must be positive")
+        for name, value, top in (
+            ("window", self.window, MAX_WINDOW),
+            ("layers", self.layers, MAX_LAYERS),
+            ("hidden_size", self.hidden_size, MAX_HIDDEN),
+            ("features", len(self.features), MAX_FEATURES),
+        ):
+            if not 1 <= value <= top:
+                raise ValueError(f"{name} must be 1..{top}, not {value}")
         timefeatures.check_names(self.time_features)
         if self.scaler.offset.shape != (len(self.features),):
             raise ValueError("scaling has a different number of features than the card")
@@ -158,3 +171,50 @@ class ModelCard:
             raise ValueError("self_test.x must be [window, features + time feature columns]")
         if len(self.self_test.y_hat) != len(self.features):
             raise ValueError("self_test.y_hat must have one value per feature")
+
+
+def _integer(v: Any, name: str) -> int:
+    """A whole number from JSON, or ``ValueError`` naming the field (``1e400`` is inf)."""
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, int | float)
+        or (isinstance(v, float) and not (math.isfinite(v) and v.is_integer()))
+    ):
+        raise ValueError(f"{name} must be a whole number, not {v!r}")
+    return int(v)
+
+
+def _finite(v: Any, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, not {v!r}")
+    return float(v)
+
+
+def _calibration(d: Any) -> Calibration:
+    if not isinstance(d, dict):
+        raise ValueError("calibration must be an object")
+    quantiles = d.get("quantiles", {})
+    if not isinstance(quantiles, dict):
+        raise ValueError("calibration.quantiles must be an object")
+    return Calibration(
+        n=_integer(d["n"], "calibration.n"),
+        mean=_finite(d["mean"], "calibration.mean"),
+        std=_finite(d["std"], "calibration.std"),
+        quantiles={str(k): _finite(v, f"calibration.quantiles.{k}") for k, v in quantiles.items()},
+        threshold=_finite(d["threshold"], "calibration.threshold"),
+    )
+
+
+def _self_test(d: Any) -> SelfTest:
+    if not isinstance(d, dict):
+        raise ValueError("self_test must be an object")
+    x, y_hat = d["x"], d["y_hat"]
+    if not isinstance(x, list) or not all(isinstance(row, list) for row in x):
+        raise ValueError("self_test.x must be a list of rows")
+    if not isinstance(y_hat, list):
+        raise ValueError("self_test.y_hat must be a list")
+    return SelfTest(
+        x=[[_finite(v, "self_test.x") for v in row] for row in x],
+        y_hat=[_finite(v, "self_test.y_hat") for v in y_hat],
+        tolerance=_finite(d.get("tolerance", SelfTest.tolerance), "self_test.tolerance"),
+    )

@@ -42,6 +42,9 @@ def score_from_z(z: F64) -> F64:
 
 # Bins of the smoothed normalised error for each stream's history: coarse below zero (better
 # than the calibration's mean error), geometric above, up to 10^5 calibration std.
+# The largest normalised error a history takes: an infinite or absurd error (a glitch of
+# 1.7e308) must not leave the smoothed error infinite for ever.
+U_MAX = 1e6
 BIN_LOW = np.concatenate(([-np.inf, -2.0, -1.0, -0.5, 0.0], np.geomspace(0.1, 1e5, 43)))
 N_BINS = len(BIN_LOW)
 
@@ -97,7 +100,7 @@ class ErrorHistory:
         """Smooth ``error`` into each slot; returns the surprise, the history bin of the
         smoothed error (for :meth:`learn`) and whether the slot is still warming up."""
         p = self.params
-        u = (error - self.center) / self.scale
+        u = np.clip(np.nan_to_num((error - self.center) / self.scale, nan=U_MAX), -U_MAX, U_MAX)
         s = np.where(
             self.primed[slots],
             (1 - p.smoothing_alpha) * self.smooth[slots] + p.smoothing_alpha * u,

@@ -35,6 +35,7 @@ class Forecaster:
         p = Path(path)
         if not p.is_file():
             raise ModelError(self.path, "no such file")
+        ort.disable_telemetry_events()  # telemetry is Windows-only today; never phone home
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = 1
@@ -55,7 +56,10 @@ class Forecaster:
             self.card = ModelCard.from_json(meta[METADATA_KEY])
         except ValueError as e:
             raise ModelError(self.path, f"bad model card: {e}") from e
-        self._check_signature()
+        try:
+            self._check_signature()
+        except (IndexError, TypeError) as e:  # inputs of another rank than the contract's
+            raise ModelError(self.path, f"inputs or outputs of the wrong shape ({e})") from e
         self.self_test()
 
     @property
@@ -107,9 +111,9 @@ class Forecaster:
     def self_test(self) -> float:
         """Run the card's self-test; return the max abs difference or raise ``ModelError``."""
         st = self.card.self_test
-        x = np.asarray(st.x, dtype=np.float32)[None]
-        expected = np.asarray(st.y_hat, dtype=np.float32)
         try:
+            x = np.asarray(st.x, dtype=np.float32)[None]
+            expected = np.asarray(st.y_hat, dtype=np.float32)
             got = self.predict_windows(x)[0]
         except Exception as e:  # a wrong-shaped graph fails inside ORT with its own types
             raise ModelError(self.path, f"self-test could not run ({str(e).strip()[:200]})") from e

@@ -4,12 +4,19 @@ Accepted forms (DESIGN.md): ``{"ts": 1700000000.5, "value": 21.5}``,
 ``{"ts": "2026-11-22T10:00:00Z", "values": {"temp": 21.5, "rpm": 900}}`` or a bare number.
 ``ts`` is optional (arrival time is used). Every rejection carries one reason from
 :data:`REASONS`, which is also the metric label.
+
+What comes from outside is checked here once: a value must be finite and of a sane size
+(:data:`MAX_ABS_VALUE`), a timestamp not further ahead of the arrival than the allowed
+clock skew (one future sample would otherwise make every later real one ``out_of_order``),
+and a stream id free of control characters and lone surrogates, which would break the
+alert's MQTT topic and inject lines into text logs (:func:`check_stream_id`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from typing import Any, NamedTuple
 
 import orjson
@@ -23,14 +30,19 @@ REASONS = (
     "no_value",
     "bad_value",
     "non_finite",
+    "out_of_range",
     "unknown_feature",
     "missing_feature",
     "bad_timestamp",
+    "future_timestamp",
     "bad_stream_id",
 )
 MAX_STREAM_ID_CHARS = 256
 # Timestamps outside 1970..2286 are surely a unit mistake (ms or µs sent as seconds).
 MAX_TS_S = 1e10
+# Larger magnitudes are a glitch, not a reading: beyond 1e15 (about 2**50) float arithmetic
+# on squares and sums loses every digit of a normal reading, and 1.7e308 squares to inf.
+MAX_ABS_VALUE = 1e15
 
 
 class Sample(NamedTuple):
@@ -53,23 +65,54 @@ def _number(v: Any) -> float:
         raise PayloadError("non_finite", "number too large") from None
     if not math.isfinite(f):
         raise PayloadError("non_finite", repr(v))
+    if abs(f) > MAX_ABS_VALUE:
+        raise PayloadError("out_of_range", f"|{f:.3g}| > {MAX_ABS_VALUE:g}")
     return f
+
+
+def check_stream_id(sid: str) -> str:
+    """``sid`` if it may name a stream, else :class:`PayloadError` ``bad_stream_id``.
+
+    One check for every place a stream id goes: MQTT topics (no NUL, valid UTF-8), metric
+    labels and log lines (no control characters). Wildcards are made topic-safe where a
+    topic is built (:func:`streamd.core.alerts.topic_safe`).
+
+    >>> check_stream_id("plant/pump#1")
+    'plant/pump#1'
+    >>> check_stream_id("a\\nb")
+    Traceback (most recent call last):
+    ...
+    streamd.errors.PayloadError: bad_stream_id: control character U+000A
+    """
+    if not sid or len(sid) > MAX_STREAM_ID_CHARS:
+        raise PayloadError(
+            "bad_stream_id", f"empty or longer than {MAX_STREAM_ID_CHARS} characters"
+        )
+    if not sid.isprintable():  # fast path: most ids are printable, so no per-character scan
+        for ch in sid:
+            if unicodedata.category(ch) in ("Cc", "Cs"):
+                kind = "lone surrogate" if "\ud800" <= ch <= "\udfff" else "control character"
+                raise PayloadError("bad_stream_id", f"{kind} U+{ord(ch):04X}")
+    return sid
 
 
 class PayloadParser:
     """Turns ``(topic, payload)`` into a :class:`Sample` for a model with ``features``.
 
-    >>> p = PayloadParser(["value"], "topic", max_bytes=4096)
+    >>> p = PayloadParser(["value"], "topic", max_bytes=4096, max_future_s=300.0)
     >>> p.parse("sensors/a", b'{"ts": 10, "value": 1.5}', 12.0)
     Sample(stream='sensors/a', ts_s=10.0, values=(1.5,), received_at_s=12.0, mid=0, qos=0)
     >>> p.parse("sensors/a", b"2", 12.0).values
     (2.0,)
     """
 
-    def __init__(self, features: list[str], stream_id: str, max_bytes: int) -> None:
+    def __init__(
+        self, features: list[str], stream_id: str, max_bytes: int, max_future_s: float
+    ) -> None:
         self.features = list(features)
         self.index = {name: i for i, name in enumerate(self.features)}
         self.max_bytes = max_bytes
+        self.max_future_s = max_future_s
         self.segment: int | None = None
         self.field: str | None = None
         if stream_id.startswith("segment:"):
@@ -107,6 +150,12 @@ class PayloadParser:
             values = self._values(doc)
             if "ts" in doc:
                 ts = self._timestamp(doc["ts"])
+                if ts > received_at_s + self.max_future_s:
+                    raise PayloadError(
+                        "future_timestamp",
+                        f"{ts - received_at_s:.0f} s ahead of arrival "
+                        f"(more than {self.max_future_s:g} s: state.max_clock_skew_s)",
+                    )
         else:
             if len(self.features) != 1:
                 raise PayloadError("missing_feature", "a bare number needs a one-feature model")
@@ -168,6 +217,4 @@ class PayloadParser:
             sid = str(raw)
         else:
             sid = topic
-        if not sid or len(sid) > MAX_STREAM_ID_CHARS:
-            raise PayloadError("bad_stream_id", "empty or longer than 256 characters")
-        return sid
+        return check_stream_id(sid)

@@ -21,11 +21,12 @@ import numpy.typing as npt
 from streamd.core import timefeatures
 from streamd.core.alerts import AlertEvent, AlertTracker
 from streamd.core.arrays import F32, F64, I64
+from streamd.core.feed import INPUT_CLIP, ModelFeed
 from streamd.core.inference import Forecaster
 from streamd.core.params import ScoringParams
 from streamd.core.payload import Sample
 from streamd.core.profile import SeasonalProfile
-from streamd.core.scaling import learn_running, running_offset_scale
+from streamd.core.scaling import StreamScaling
 from streamd.core.scoring import ScoreState
 from streamd.core.state import StreamState, StreamTable
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 # Per-sample status codes (BatchResult.status) and their names (metric labels).
 SCORED, WARMUP, OUT_OF_ORDER, DUPLICATE, DEFERRED = 0, 1, 2, 3, 4
 STATUS_NAMES = ("scored", "warmup", "out_of_order", "duplicate", "deferred")
-SWAP_BATCH = 1024  # windows per ONNX call when a new model re-predicts every stream
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,6 @@ class Pipeline:
         card = model.card
         self.model, self.card, self.params, self.mode = model, card, params, mode
         self.max_gap_s = options.max_gap_s
-        self.scaling_horizon = options.scaling_horizon
         # With per-stream scaling a stream is scored only once its scaling has seen this many
         # samples: a scale guessed from a few samples makes every later error look huge.
         self.scaling_warmup = options.scaling_warmup if model.card.per_stream_scaling else 0
@@ -129,12 +128,29 @@ class Pipeline:
         )
         self.scores = ScoreState(max_streams, params, profile=self.profile is not None)
         self.alerts = AlertTracker(card.features)
-        self._card_offset = card.scaler.offset.astype(np.float64)
-        self._card_scale = card.scaler.scale.astype(np.float64)
+        self.scaling = StreamScaling(card, self.state, options.scaling_horizon)
+        self.feed = ModelFeed(model, self.state, self.scaling, mode, self.scaling_warmup)
 
     @property
     def active_streams(self) -> int:
         return len(self.table)
+
+    def reset_streams_after(self, limit_ts: float) -> list[str]:
+        """Send back to warm-up every stream whose last sample is later than ``limit_ts``
+        (restored state from a clock that ran ahead): it would take no real sample before
+        then. Returns their ids."""
+        slots = [slot for _, slot in self.table.items() if self.state.last_ts[slot] > limit_ts]
+        for slot in slots:
+            self._reset(slot)
+        return [self.table.ids[slot] or "" for slot in slots]
+
+    def _reset(self, slot: int) -> None:
+        """A slot back to a new stream's state (its open alerts forgotten)."""
+        self.state.reset([slot])
+        self.scores.reset([slot])
+        if self.profile is not None:
+            self.profile.reset([slot])
+        self.alerts.drop(slot)
 
     def can_swap_to(self, model: Forecaster) -> bool:
         """Whether ``model`` reads the same inputs, so stream windows and scaling carry over."""
@@ -156,17 +172,11 @@ class Pipeline:
             raise ValueError("the new model reads other inputs; build a new Pipeline")
         same = model.card.version == self.card.version
         self.model, self.card = model, model.card
-        self._card_offset = model.card.scaler.offset.astype(np.float64)
-        self._card_scale = model.card.scaler.scale.astype(np.float64)
+        self.scaling.use(model.card)
         if not same:
-            self.state.restart_model_input(model.card.layers, model.card.state_size)
             self.scores.relearn(params)
             self.params = params
-            if self.mode == "window":  # full windows: the new model predicts at once
-                full = np.array([s for _, s in self.table.items()], np.int64)
-                full = full[self.state.count[full] >= model.card.window]
-                for i in range(0, len(full), SWAP_BATCH):
-                    self._predict_windows(full[i : i + SWAP_BATCH])
+            self.feed.swap(model, np.array([s for _, s in self.table.items()], np.int64))
 
     def process(self, samples: list[Sample], max_rounds: int | None = None) -> BatchResult:
         """Score ``samples`` (any streams, arrival order); returns one outcome per sample.
@@ -196,12 +206,8 @@ class Pipeline:
                 if look.evicted is not None:
                     res.evicted += 1
                     res.evicted_ids.append(look.evicted)
-                    self.alerts.drop(slot)
                     seen.pop(slot, None)  # the evicted stream's earlier rows keep their round
-                self.state.reset([slot])
-                self.scores.reset([slot])
-                if self.profile is not None:
-                    self.profile.reset([slot])
+                self._reset(slot)
             k = seen.get(slot, 0)
             if max_rounds is not None and k >= max_rounds:
                 res.status[i] = DEFERRED
@@ -237,27 +243,20 @@ class Pipeline:
 
     # -- one round: distinct slots ------------------------------------------------------
 
-    def _scaling(self, slots: I64) -> tuple[F64, F64]:
-        if not self.card.per_stream_scaling:
-            return self._card_offset, self._card_scale
-        return running_offset_scale(self.state.scale_mean[slots], self.state.scale_var[slots])
-
-    def _learn_scaling(self, slots: I64, raw: F64) -> None:
-        st = self.state
-        learn_running(st.scale_n, st.scale_mean, st.scale_var, slots, raw, self.scaling_horizon)
-
     def _round(self, rows: I64, slots: I64, raw: F64, ts: F64, res: BatchResult) -> None:
         st, card = self.state, self.card
         # A new stream's first sample sets its scaling, so it does not start far off zero.
         fresh = st.scale_n[slots] == 0
-        if card.per_stream_scaling and fresh.any():
-            self._learn_scaling(slots[fresh], raw[fresh])
-        offset, scale = self._scaling(slots)
-        scaled = ((raw - offset) / scale).astype(np.float32)
-        # the model's input row: scaled values, then (if the model reads them) time features
-        inputs = scaled
+        if fresh.any():
+            self.scaling.learn(slots[fresh], raw[fresh])
+        offset, scale = self.scaling.offset_scale(slots)
+        with np.errstate(over="ignore"):  # an absurd value scales to inf: its error is clipped
+            scaled = ((raw - offset) / scale).astype(np.float32)
+        # the model's input row: scaled values (clipped: no glitch drives the GRU to NaN),
+        # then (if the model reads them) time features
+        inputs = np.clip(scaled, -INPUT_CLIP, INPUT_CLIP)
         if card.time_features:
-            inputs = np.concatenate([scaled, timefeatures.encode(ts, card.time_features)], axis=1)
+            inputs = np.concatenate([inputs, timefeatures.encode(ts, card.time_features)], axis=1)
 
         ready = st.has_pred[slots] & (st.scale_n[slots] >= self.scaling_warmup)
         if ready.any():
@@ -268,7 +267,8 @@ class Pipeline:
             o = offset[ready] if offset.ndim == 2 else offset
             sc = scale[ready] if scale.ndim == 2 else scale
             predicted = st.pred[r_slots] * sc + o
-            share = sq / np.maximum(sq.sum(axis=1, keepdims=True), 1e-300)
+            with np.errstate(invalid="ignore"):  # an infinite difference has no share
+                share = np.nan_to_num(sq / np.maximum(sq.sum(axis=1, keepdims=True), 1e-300))
             # per source: what the sample was compared with (original units), and each
             # feature's share of the squared difference (an alert's contributions)
             evidence = {"forecast": (predicted, share)}
@@ -297,50 +297,12 @@ class Pipeline:
                 self.params.threshold,
             )
             learn = np.ones(len(slots), bool)
-            learn[ready] = ~scored.anomalous
+            learn[ready] = ~scored.anomalous & (scored.score < self.params.threshold)
         else:
             learn = np.ones(len(slots), bool)
+        learn &= np.isfinite(scaled).all(axis=1)  # beyond float32: nothing to learn from
         if self.profile is not None:  # what a time of day brings, from normal samples only
             self.profile.learn(slots[learn], ts[learn], raw[learn])
-        if card.per_stream_scaling:
-            keep = learn & ~fresh  # never from anomalous samples; a fresh one is already in
-            self._learn_scaling(slots[keep], raw[keep])
-
-        if self.mode == "step":
-            # With per-stream scaling the GRU is fed only the last `window` samples of the
-            # scaling warm-up: earlier samples, scaled by a scale guessed from a handful of
-            # values, would drive the carried state far outside what the model was trained on.
-            feed = st.scale_n[slots] > self.scaling_warmup - card.window
-            f_slots = slots[feed]
-            if len(f_slots):
-                y, h_n = self.model.step(inputs[feed], st.hidden[:, f_slots])
-                st.hidden[:, f_slots] = h_n
-                st.pred[f_slots] = y
-                st.count[f_slots] += 1
-                st.has_pred[f_slots] = st.count[f_slots] >= card.window
-        else:
-            st.count[slots] += 1
-            row = raw.astype(np.float32)  # the ring keeps raw values: scaling may still move
-            if card.time_features:
-                row = np.concatenate([row, inputs[:, len(self.features) :]], axis=1)
-            st.push(slots, row)
-            full = st.count[slots] >= card.window
-            if full.any():
-                self._predict_windows(slots[full])
-
-    def _predict_windows(self, slots: I64) -> None:
-        """Window mode: each slot's prediction of its next sample from its full window.
-
-        The ring holds raw values (scaled here, with the stream's current scaling) followed by
-        the time features, which need no scaling.
-        """
-        st = self.state
-        f = len(self.features)
-        win = st.windows(slots)
-        o, sc = self._scaling(slots)
-        o3 = o[:, None, :] if o.ndim == 2 else o
-        s3 = sc[:, None, :] if sc.ndim == 2 else sc
-        x = win.copy()
-        x[:, :, :f] = (win[:, :, :f].astype(np.float64) - o3) / s3
-        st.pred[slots] = self.model.predict_windows(x)
-        st.has_pred[slots] = True
+        keep = learn & ~fresh  # never from anomalous samples; a fresh one is already in
+        self.scaling.learn(slots[keep], raw[keep])
+        self.feed.advance(slots, raw, inputs)

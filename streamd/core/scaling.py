@@ -12,18 +12,26 @@ keeps each stream's running mean and variance instead (:func:`running_offset_sca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from streamd.core.arrays import F64, I64
 
+if TYPE_CHECKING:
+    from streamd.core.card import ModelCard
+    from streamd.core.state import StreamState
+
 ScalingKind = Literal["minmax", "standard"]
 FloatArray = npt.NDArray[np.float32]
 # The smallest per-stream scale: a stream that has been constant so far must not make
 # every later change look infinitely large.
 MIN_SCALE = 1e-6
+# After its first CLIP_AFTER samples, a stream's running statistics move by at most
+# CLIP_SIGMAS of its scale per sample: one glitch changes the scale by a few percent at most.
+CLIP_AFTER = 30
+CLIP_SIGMAS = 4.0
 
 
 @dataclass(frozen=True)
@@ -99,11 +107,53 @@ def learn_running(n: I64, mean: F64, var: F64, slots: I64, raw: F64, horizon: in
     """Move the running mean and variance of ``slots`` (distinct) towards ``raw: [k, features]``.
 
     An exponentially weighted estimate whose weight is ``1 / (n + 1)`` at first (the plain
-    mean) and never less than ``1 / horizon``; ``n``, ``mean`` and ``var`` are updated in place.
+    mean) and never less than ``1 / horizon``, each step clipped to :data:`CLIP_SIGMAS` of
+    the scale once :data:`CLIP_AFTER` samples are in; ``n``, ``mean`` and ``var`` are
+    updated in place.
+
+    >>> n, mean, var = np.zeros(1, np.int64), np.zeros((1, 1)), np.zeros((1, 1))
+    >>> for x in [10.0, 12.0] * 50 + [1e6]:
+    ...     learn_running(n, mean, var, np.array([0]), np.array([[x]]), horizon=5000)
+    >>> round(float(np.sqrt(var[0, 0])), 2)  # from 1.0; unclipped, the glitch made it 99,000
+    1.07
     """
     count = n[slots]
     w = np.maximum(1.0 / horizon, 1.0 / (count + 1))[:, None]
     delta = raw - mean[slots]
+    bound = np.where(
+        (count >= CLIP_AFTER)[:, None],
+        CLIP_SIGMAS * np.maximum(np.sqrt(var[slots]), MIN_SCALE),
+        np.inf,
+    )
+    delta = np.clip(delta, -bound, bound)
     mean[slots] += w * delta
     var[slots] = (1 - w) * (var[slots] + w * delta**2)
     n[slots] = count + 1
+
+
+class StreamScaling:
+    """How each stream's samples are scaled for the model: by the card's scaler, or (for a
+    model trained with per-stream scaling) by the stream's own running statistics, kept in
+    ``scale_n``/``scale_mean``/``scale_var`` of :class:`streamd.core.state.StreamState`."""
+
+    def __init__(self, card: ModelCard, state: StreamState, horizon: int) -> None:
+        self.state, self.horizon = state, horizon
+        self.per_stream = card.per_stream_scaling
+        self.use(card)
+
+    def use(self, card: ModelCard) -> None:
+        """Scale as ``card`` says from now on (a model swap keeps per-stream statistics)."""
+        self._offset = card.scaler.offset.astype(np.float64)
+        self._scale = card.scaler.scale.astype(np.float64)
+
+    def offset_scale(self, slots: I64) -> tuple[F64, F64]:
+        """Offset and scale for ``slots``: ``[features]`` (the card's) or ``[n, features]``."""
+        if not self.per_stream:
+            return self._offset, self._scale
+        return running_offset_scale(self.state.scale_mean[slots], self.state.scale_var[slots])
+
+    def learn(self, slots: I64, raw: F64) -> None:
+        """Teach ``slots`` (distinct) the raw rows ``raw`` (per-stream scaling only)."""
+        if self.per_stream and len(slots):
+            st = self.state
+            learn_running(st.scale_n, st.scale_mean, st.scale_var, slots, raw, self.horizon)

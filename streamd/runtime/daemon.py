@@ -52,22 +52,15 @@ class Daemon:
         self.notifier = Notifier(dict(env))
         model = self._load_model()
         self._set_model_info(model)
-        inf = settings.inference
-        self.batcher = Batcher(
-            queue_max=inf.queue_max,
-            reorder_window_s=settings.state.reorder_window_ms / 1000.0,
-            batch_max_size=inf.batch_max_size,
-            batch_max_wait_s=inf.batch_max_wait_ms / 1000.0,
-            max_rounds_per_batch=inf.max_rounds_per_batch,
-            stream_backlog_max=inf.stream_backlog_max,
-        )
-        self.metrics.queue_capacity.set(inf.queue_max)
+        self.batcher = Batcher.from_settings(settings)
+        self.metrics.queue_capacity.set(settings.inference.queue_max)
         problems = RateLimitedLog(log, settings.logging.per_message_interval_s)
+        mq = settings.mqtt
         parser = PayloadParser(
-            model.card.features, settings.mqtt.stream_id, settings.mqtt.max_payload_bytes
+            model.card.features, mq.stream_id, mq.max_payload_bytes, settings.state.max_clock_skew_s
         )
         self.link = MqttProxy(
-            settings, parser, self.batcher.put, self.metrics, problems, self.request_stop
+            settings, parser, self.batcher, self.metrics, problems, self.request_stop
         )
         self.worker = Worker(
             settings,
@@ -157,8 +150,10 @@ class Daemon:
         st = self.settings.state
         self.notifier.stopping()
         log.info("stopping: draining %d queued samples", len(self.batcher))
-        self.link.pause()  # returns once everything received is queued
-        drained = self.worker.finish(st.stop_timeout_s)  # and writes the final snapshot
+        deadline = time.monotonic() + st.stop_timeout_s
+        self.link.pause(st.stop_timeout_s)  # returns once everything received is queued
+        left = max(1.0, deadline - time.monotonic())
+        drained = self.worker.finish(left)  # and writes the final snapshot
         code = 1 if self.link.lost else 0
         if not drained:
             log.error(
@@ -188,9 +183,10 @@ class Daemon:
                     f"reads features {list(model.card.features)}, the running model "
                     f"{list(running.features)}; restart streamd to change features",
                 )
-        except (ModelError, OSError) as e:
+        except Exception as e:  # whatever is wrong with a candidate, the daemon keeps serving
             self.metrics.model_reloads.labels("failed").inc()
-            log.error("model reload failed, keeping version %s: %s", running.version, e)
+            why = e if isinstance(e, ModelError) else f"{path}: {type(e).__name__}: {e}"
+            log.error("model reload failed, keeping version %s: %s", running.version, why)
             self.notifier.ready(self._status())
             return
         if not self.worker.swap(model, RELOAD_TIMEOUT_S):

@@ -1,15 +1,48 @@
-"""``/metrics``, ``/healthz`` and ``/readyz`` over HTTP, in a named daemon thread."""
+"""``/metrics``, ``/healthz`` and ``/readyz`` over HTTP, in a named daemon thread.
+
+Each connection gets a thread of its own, but at most :data:`MAX_CONNECTIONS` at once (more
+are closed at once) and each idles at most :data:`IDLE_TIMEOUT_S`: a few hundred idle
+connections must not become a few hundred threads.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from streamd.errors import ConfigError
+
 log = logging.getLogger(__name__)
+MAX_CONNECTIONS = 32
+IDLE_TIMEOUT_S = 5.0
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``MAX_CONNECTIONS`` of them."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # at capacity: refused, not queued behind threads
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class HttpServer:
@@ -21,6 +54,8 @@ class HttpServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = IDLE_TIMEOUT_S  # an idle connection is closed, and its thread ends
+
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
@@ -46,8 +81,11 @@ class HttpServer:
                 return  # scrapes every few seconds would flood the journal
 
         self.ready = ready
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        try:
+            self.server = _BoundedServer((host, port), Handler)
+        except OSError as e:  # gaierror too: a host name that does not resolve
+            field = "http.port" if e.errno in (errno.EADDRINUSE, errno.EACCES) else "http.host"
+            raise ConfigError(field, f"cannot listen on {host}:{port}: {e.strerror or e}") from e
         self.thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
 
     @property

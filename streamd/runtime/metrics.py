@@ -6,7 +6,6 @@ Names follow DESIGN.md (prefix ``streamd_``, unit suffixes). Every label set is 
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import threading
 
@@ -19,8 +18,9 @@ from prometheus_client.utils import floatToGoString
 
 from streamd import __version__
 from streamd.core.payload import REASONS
+from streamd.runtime.stream_series import StreamSeries
 
-RESULTS = ("accepted", *REASONS, "out_of_order", "duplicate", "queue_full", "rate_limited")
+RESULTS = ("accepted", *REASONS, "out_of_order", "duplicate", "rate_limited")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
@@ -163,32 +163,32 @@ class Metrics:
                 "onnxruntime": onnxruntime.__version__,
             }
         )
-        self.stream_score_cap = stream_score_cap
-        self.stream_score = Gauge(
-            "streamd_stream_anomaly_score",
-            "Latest anomaly score of a stream (capped set)",
-            ["stream"],
-            registry=registry,
-        )
-        self.stream_anomalous = Gauge(
-            "streamd_stream_anomalous",
-            "1 while a stream is in an anomaly (same capped set as the score)",
-            ["stream"],
-            registry=registry,
-        )
-        self.stream_last_seen = Gauge(
-            "streamd_stream_last_seen_timestamp_seconds",
-            "When a stream's last accepted sample arrived (same capped set as the score)",
-            ["stream"],
-            registry=registry,
+        self.streams = StreamSeries(
+            Gauge(
+                "streamd_stream_anomaly_score",
+                "Latest anomaly score of a stream (capped set: the streams that matter most)",
+                ["stream"],
+                registry=registry,
+            ),
+            Gauge(
+                "streamd_stream_anomalous",
+                "1 while a stream is in an anomaly (same capped set as the score)",
+                ["stream"],
+                registry=registry,
+            ),
+            Gauge(
+                "streamd_stream_last_seen_timestamp_seconds",
+                "When a stream's last accepted sample arrived (same capped set as the score)",
+                ["stream"],
+                registry=registry,
+            ),
+            stream_score_cap,
         )
         self.stream_scores_omitted = Gauge(
             "streamd_stream_scores_omitted",
             "Streams left out of the per-stream score gauge (cap)",
             registry=registry,
         )
-        self._score_streams: set[str] = set()
-        self._lock = threading.Lock()
         self.model_reloads = Counter(
             "streamd_model_reloads",
             "Model reloads (SIGHUP), by result; a failed one keeps the old model",
@@ -222,43 +222,3 @@ class Metrics:
 
     def set_model(self, name: str, version: str, path: str, mode: str) -> None:
         self.model_info.info({"name": name, "version": version, "path": path, "mode": mode})
-
-    def _exported(self, stream: str) -> bool:
-        """Whether ``stream`` has per-stream series: already, or now if the cap has room."""
-        streams = self._score_streams
-        if stream in streams:  # the common cases need no lock: set reads are atomic
-            return True
-        if len(streams) >= self.stream_score_cap:
-            return False
-        with self._lock:
-            if stream not in self._score_streams:
-                if len(self._score_streams) >= self.stream_score_cap:
-                    return False
-                self._score_streams.add(stream)
-        return True
-
-    def set_stream_score(self, stream: str, score: float, anomalous: bool) -> bool:
-        """Export ``stream``'s score and state if it is exported or the cap has room."""
-        if not self._exported(stream):
-            return False
-        self.stream_score.labels(stream).set(score)
-        self.stream_anomalous.labels(stream).set(1.0 if anomalous else 0.0)
-        return True
-
-    def set_stream_seen(self, stream: str, when_s: float) -> bool:
-        if not self._exported(stream):
-            return False
-        self.stream_last_seen.labels(stream).set(when_s)
-        return True
-
-    @property
-    def exported_score_streams(self) -> int:
-        return len(self._score_streams)
-
-    def forget_stream(self, stream: str) -> None:
-        with self._lock:
-            if stream in self._score_streams:
-                self._score_streams.discard(stream)
-                for gauge in (self.stream_score, self.stream_anomalous, self.stream_last_seen):
-                    with contextlib.suppress(KeyError):  # seen but never scored
-                        gauge.remove(stream)

@@ -35,6 +35,10 @@ class SnapshotMismatch(Exception):
     """The snapshot belongs to another model, mode or format; it is not loaded."""
 
 
+class SnapshotDamaged(Exception):
+    """The snapshot cannot be read (empty, truncated, or arrays that do not fit)."""
+
+
 @dataclass(frozen=True)
 class Restored:
     streams: int
@@ -134,9 +138,19 @@ def save(pipeline: Pipeline, path: Path) -> int:
 def load(pipeline: Pipeline, path: Path) -> Restored:
     """Restore the streams in ``path`` into an empty ``pipeline``.
 
-    Raises SnapshotMismatch when it belongs to another model version, mode or format, and
-    ValueError/OSError when the file is unreadable or damaged.
+    Raises :class:`SnapshotMismatch` when it belongs to another model version, mode or
+    format, and :class:`SnapshotDamaged` when it cannot be read, whatever the damage (the
+    pipeline may then hold part of it: build a new one).
     """
+    try:
+        return _load(pipeline, path)
+    except SnapshotMismatch:
+        raise
+    except Exception as e:  # any damage: numpy, zipfile, json, shapes, types
+        raise SnapshotDamaged(f"{type(e).__name__}: {e}") from e
+
+
+def _load(pipeline: Pipeline, path: Path) -> Restored:
     with np.load(path, allow_pickle=False) as z:
         header = json.loads(str(z["header"]))
         want = _header(pipeline)

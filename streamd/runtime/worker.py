@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -171,25 +172,25 @@ class Worker:
         received = np.fromiter((s.received_at_s for s in scored_now), np.float64, len(scored_now))
         m.latency_seconds.observe_many(now - received)  # deferred samples: once scored
         scored = np.flatnonzero(res.status == SCORED)
-        latest = {batch[i].stream: (float(res.score[i]), bool(res.anomalous[i])) for i in scored}
-        for stream, (score, anomalous) in latest.items():
-            m.set_stream_score(stream, score, anomalous)
-        seen = {
-            batch[i].stream: batch[i].received_at_s for i in np.flatnonzero(res.status <= WARMUP)
+        news: dict[str, tuple[float | None, bool, float]] = {
+            batch[i].stream: (None, False, batch[i].received_at_s)
+            for i in np.flatnonzero(res.status <= WARMUP)
         }
-        for stream, when in seen.items():
-            m.set_stream_seen(stream, when)
+        for i in scored:  # after the warm-up rows: a stream's latest score wins
+            s = batch[i]
+            news[s.stream] = (float(res.score[i]), bool(res.anomalous[i]), s.received_at_s)
+        m.streams.update(now, news)
         if self.settings.alerts.publish_scores:
             self._publish_scores(batch, res, scored)
         if res.evicted:
             m.stream_evictions.inc(res.evicted)
             for stream in res.evicted_ids:
-                m.forget_stream(stream)  # no stale per-stream series for a stream we dropped
+                m.streams.forget(stream)  # no stale per-stream series for a stream we dropped
         if res.gap_resets:
             m.stream_resets.inc(res.gap_resets)
         active = self.pipeline.active_streams
         m.active_streams.set(active)
-        m.stream_scores_omitted.set(max(0, active - m.exported_score_streams))
+        m.stream_scores_omitted.set(max(0, active - len(m.streams)))
         m.queue_depth.set(len(self.batcher))
         self.batches += 1
         return done
@@ -256,12 +257,31 @@ class Worker:
             return
         try:
             got = snapshot.load(self.pipeline, path)
-        except (snapshot.SnapshotMismatch, ValueError, OSError, KeyError) as e:
+        except (snapshot.SnapshotMismatch, snapshot.SnapshotDamaged) as e:
             self.metrics.snapshot_discarded.inc()
-            log.warning("state snapshot %s not loaded: %s", path, e)
             self.pipeline = build_pipeline(self.settings, self.model)  # drop partial restores
+            if isinstance(e, snapshot.SnapshotMismatch):
+                log.warning("state snapshot %s not loaded: %s; streams start cold", path, e)
+                return
+            aside = path.with_name(path.name + ".bad")
+            try:
+                os.replace(path, aside)
+                where = f"moved to {aside}"
+            except OSError as err:
+                where = f"not moved aside ({err.strerror})"
+            log.error("state snapshot %s is damaged (%s), %s; streams start cold", path, e, where)
             return
-        self.metrics.snapshot_restored_streams.set(got.streams)
+        future = self.pipeline.reset_streams_after(
+            time.time() + self.settings.state.max_clock_skew_s
+        )
+        if future:
+            self.metrics.stream_resets.inc(len(future))
+            log.warning(
+                "%d restored streams had a last sample in the future (e.g. %r): reset to warm-up",
+                len(future),
+                future[0],
+            )
+        self.metrics.snapshot_restored_streams.set(got.streams - len(future))
         self.metrics.active_streams.set(self.pipeline.active_streams)
         log.info(
             "restored %d streams (%d open alerts) from %s, written %.0f s ago",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -57,6 +58,38 @@ def test_card_rejects_inconsistencies(tiny_model) -> None:
         ModelCard.from_json(card.to_json().replace('"format_version": 1', '"format_version": 99'))
     with pytest.raises(ValueError, match="lacks field 'features'"):
         ModelCard.from_json(card.to_json().replace('"features"', '"featurez"'))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(window=1e400), "window must be a whole number"),  # JSON inf
+        (lambda d: d.update(window=10**9), "window must be 1..4096"),
+        (lambda d: d.update(layers="2"), "layers must be a whole number"),
+        (lambda d: d.update(self_test={"x": 3, "y_hat": []}), "self_test.x must be a list"),
+        (lambda d: d.update(self_test=[1, 2]), "self_test must be an object"),
+        (lambda d: d["self_test"].update(x=[["a"]]), "self_test.x must be a finite number"),
+        (lambda d: d["calibration"].update(std="big"), "calibration.std must be a finite"),
+        (lambda d: d["calibration"].update(extra=1), None),  # unknown keys are ignored
+        (lambda d: d.update(scaler={"kind": "minmax", "offset": [[1]], "scale": 2}), "scaling"),
+    ],
+)
+def test_a_crafted_card_is_refused_with_a_reason_never_an_other_exception(
+    tiny_model, edit, message: str | None
+) -> None:
+    d = json.loads(tiny_model[1].card.to_json())
+    edit(d)
+    text = json.dumps(d).replace("Infinity", "1e400")
+    if message is None:
+        ModelCard.from_json(text)
+        return
+    with pytest.raises(ValueError, match=message):
+        ModelCard.from_json(text)
+
+
+def test_a_card_nested_deeper_than_json_allows_is_refused() -> None:
+    with pytest.raises(ValueError, match="not JSON"):
+        ModelCard.from_json("[" * 100_000 + "]" * 100_000)
 
 
 def test_parse_timestamp_forms() -> None:

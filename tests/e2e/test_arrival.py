@@ -134,19 +134,21 @@ def test_after_a_backlog_the_window_reaches_back_as_far_as_the_brokers_inflight_
         broker.wait(10)
 
 
-def test_a_flooding_stream_is_rate_limited_and_every_message_accounted(
-    broker: int, tmp_path: Path
+@pytest.mark.parametrize("qos", [1, 0])
+def test_a_flooding_stream_is_scored_whole_at_qos_1_and_rate_limited_at_qos_0(
+    broker: int, tmp_path: Path, qos: int
 ) -> None:
     """One stream bursts 3,000 samples; with 2 rounds per batch and a backlog of 100 it
-    cannot take whole batches: what does not fit its backlog is dropped as rate_limited
-    (logged with its name) and every message is counted once. How the other streams fare is
-    measured by bench/fairness.py; that a burst within the backlog is scored whole, by
-    test_daemon_scores_samples_that_arrive_late_within_the_window."""
+    cannot take whole batches. At QoS 1 nothing is dropped: what waits beyond the backlog
+    holds the receiver back (back-pressure), and every sample is scored, in order. At QoS 0
+    what does not fit its backlog is dropped as rate_limited (logged with its name). Every
+    message is counted once. How the other streams fare is measured by bench/fairness.py."""
     env = {
         "STREAMD_INFERENCE__MAX_ROUNDS_PER_BATCH": "2",
         "STREAMD_INFERENCE__STREAM_BACKLOG_MAX": "100",
+        "STREAMD_MQTT__QOS": str(qos),
     }
-    proc, http_port, log = start(broker, DEFAULT_MODEL, tmp_path, env, "flood")
+    proc, http_port, log = start(broker, DEFAULT_MODEL, tmp_path, env, f"flood{qos}")
     try:
         wait_ready(http_port)
         client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
@@ -156,10 +158,10 @@ def test_a_flooding_stream_is_rate_limited_and_every_message_accounted(
         infos = []
         for t in range(3000):
             body = json.dumps({"ts": T0 + t, "value": 20.0 + (t % 7) * 0.1})
-            infos.append(client.publish("sensors/flood", body, qos=1))
+            infos.append(client.publish("sensors/flood", body, qos=qos))
             if t % 100 == 0:
                 slow = json.dumps({"ts": T0 + t, "value": 5.0})
-                infos.append(client.publish("sensors/slow", slow, qos=1))
+                infos.append(client.publish("sensors/slow", slow, qos=qos))
         for info in infos:
             info.wait_for_publish(timeout=30)
         client.disconnect()
@@ -173,10 +175,16 @@ def test_a_flooding_stream_is_rate_limited_and_every_message_accounted(
             time.sleep(0.2)
         limited = m['streamd_messages_total{result="rate_limited"}']
         accepted = m['streamd_messages_total{result="accepted"}']
-        print(f"flood: sent {len(infos)}, accepted {accepted:.0f}, rate limited {limited:.0f}")
-        assert counted == len(infos)
-        assert limited > 0 and accepted + limited == len(infos)
-        assert "stream sensors/flood sends faster than streamd scores it" in log.read_text()
+        late = m['streamd_messages_total{result="out_of_order"}']
+        print(
+            f"flood at QoS {qos}: sent {len(infos)}, accepted {accepted:.0f}, limited {limited:.0f}"
+        )
+        assert counted == len(infos) and late == 0
+        if qos:
+            assert accepted == len(infos) and limited == 0
+        else:
+            assert limited > 0 and accepted + limited == len(infos)
+            assert "stream sensors/flood sends faster than streamd scores it" in log.read_text()
         seen = 'streamd_stream_last_seen_timestamp_seconds{stream="sensors/slow"}'
         assert seen in m
         proc.send_signal(signal.SIGTERM)

@@ -31,16 +31,27 @@ def proxy(broker: int) -> Iterator[tuple[MqttProxy, threading.Event, Metrics]]:
     )
     metrics = Metrics(CollectorRegistry(), settings.http.stream_score_cap)
     lost = threading.Event()
-    samples: list[Sample] = []
 
-    def take(sample: Sample) -> bool:
-        samples.append(sample)
-        return True
+    class Sink:
+        def __init__(self) -> None:
+            self.samples: list[Sample] = []
+
+        def put(self, sample: Sample) -> bool:
+            self.samples.append(sample)
+            return True
+
+        def reconnected(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
 
     p = MqttProxy(
         settings,
-        PayloadParser(["value"], "topic", settings.mqtt.max_payload_bytes),
-        take,
+        PayloadParser(
+            ["value"], "topic", settings.mqtt.max_payload_bytes, settings.state.max_clock_skew_s
+        ),
+        Sink(),
         metrics,
         RateLimitedLog(log, 1.0),
         lost.set,

@@ -155,7 +155,15 @@ class MqttLink:
         self._next_attempt = now + self._delay
 
     def publish(self, topic: str, payload: bytes, qos: int) -> bool:
-        info = self.client.publish(topic, payload, qos=qos)
+        """Queue one message; False if paho refuses it, or its topic is not a valid topic name
+        (a malformed PUBLISH would make the broker drop the connection, and paho would send
+        it again on every reconnect)."""
+        if not topic or "\0" in topic or "+" in topic or "#" in topic:
+            return False
+        try:
+            info = self.client.publish(topic, payload, qos=qos)
+        except ValueError:  # not encodable as UTF-8 (a lone surrogate), or too long
+            return False
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def ack(self, mids: list[int], qos: list[int]) -> None:

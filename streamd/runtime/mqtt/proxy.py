@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import fields
 from multiprocessing.connection import Connection
+from typing import Protocol
 
 from streamd.config import MqttSettings, Settings
 from streamd.core.payload import PayloadParser, Sample
@@ -70,6 +71,22 @@ class ReceiverError(StreamdError):
     """The MQTT receiver could not start (a TLS file it cannot use, say)."""
 
 
+class SampleSink(Protocol):
+    """Where parsed samples go (:class:`streamd.runtime.batcher.Batcher`)."""
+
+    def put(self, sample: Sample) -> bool:
+        """Take ``sample``, waiting while full; False once closed."""
+        ...
+
+    def reconnected(self) -> None:
+        """The receiver has connected to the broker again (not the first time)."""
+        ...
+
+    def close(self) -> None:
+        """Take nothing more."""
+        ...
+
+
 class MqttProxy:
     """Feeds ``on_sample`` from the receiver; acknowledges and publishes through it."""
 
@@ -77,7 +94,7 @@ class MqttProxy:
         self,
         settings: Settings,
         parser: PayloadParser,
-        on_sample: Callable[[Sample], bool],
+        sink: SampleSink,
         metrics: Metrics,
         problems: RateLimitedLog,
         on_lost: Callable[[], None],
@@ -87,7 +104,8 @@ class MqttProxy:
         self.ack_after_scoring = settings.mqtt.ack_after_scoring
         self.logging = settings.logging
         self.parser = parser
-        self.on_sample = on_sample
+        self.sink = sink
+        self.left_to_broker = 0  # taken from the receiver after stopping: not acknowledged
         self.metrics = metrics
         self.problems = problems
         self.on_lost = on_lost
@@ -122,18 +140,21 @@ class MqttProxy:
                 f"the MQTT receiver {self.receiver_kind} did not start: {self._fatal}"
             )
 
-    def pause(self) -> None:
+    def pause(self, timeout_s: float) -> None:
         """Take no new messages before draining, and leave them to the broker's session.
 
-        When this returns, every message the receiver took is in ``on_sample``'s queue (or
-        counted); later ones are neither taken nor acknowledged, so the broker delivers them
-        again to the next session (QoS 1 and 2; QoS 0 ones are lost, as on any disconnect).
-        The subscriptions stay in the session: unsubscribing would make the broker drop
-        whatever is published while streamd restarts.
+        When this returns, every message the receiver took is in the sink (or counted);
+        later ones are neither taken nor acknowledged, so the broker delivers them again to
+        the next session (QoS 1 and 2; QoS 0 ones are lost, as on any disconnect). The reader
+        may wait on a full sink meanwhile, as the worker drains it; after ``timeout_s`` the
+        sink is closed and what still comes is left to the broker too. The subscriptions stay
+        in the session: unsubscribing would make the broker drop whatever is published while
+        streamd restarts.
         """
         self._send(Pause())
-        if not self._paused.wait(PAUSE_TIMEOUT_S) and not self.lost:
-            log.warning("the MQTT receiver did not confirm the pause")
+        if not self._paused.wait(timeout_s) and not self.lost:
+            log.warning("the MQTT receiver did not confirm the pause within %.0f s", timeout_s)
+        self.sink.close()
 
     def stop(self) -> None:
         """Disconnect (after the acknowledgements already sent) and end the receiver."""
@@ -146,6 +167,12 @@ class MqttProxy:
             self._reader.join(STOP_TIMEOUT_S)
         self.connected.clear()
         self.metrics.mqtt_connected.set(0)
+        if self.left_to_broker:
+            log.info(
+                "left %d messages that came while stopping to the broker's session "
+                "(not acknowledged: QoS 1 and 2 are delivered again)",
+                self.left_to_broker,
+            )
 
     # -- from the worker ---------------------------------------------------------------
 
@@ -212,7 +239,7 @@ class MqttProxy:
     def _take(self, batch: Received) -> None:
         """Parse and queue; acknowledge at once what will not be scored (and everything,
         when acknowledging on receipt)."""
-        m, parse, put, problems = self.metrics, self.parser.parse, self.on_sample, self.problems
+        m, parse, put, problems = self.metrics, self.parser.parse, self.sink.put, self.problems
         later = self.ack_after_scoring
         now_acks: list[tuple[int, int]] = []
         for topic, payload, received, mid, qos in zip(
@@ -225,18 +252,15 @@ class MqttProxy:
                 continue
             hold = later and qos
             try:
-                sample = parse(topic, payload, received, mid if hold else 0, qos if hold else 0)
+                sample = parse(topic, payload, received, mid if hold else 0, qos)
             except PayloadError as e:
                 m.messages.labels(e.reason).inc()
                 problems.warning(e.reason, "rejected message on %r: %s", topic[:200], e)
                 if qos:
                     now_acks.append((mid, qos))
                 continue
-            if not put(sample):
-                m.messages.labels("queue_full").inc()
-                problems.warning("queue_full", "queue full, dropped a message on %r", topic[:200])
-                if qos:
-                    now_acks.append((mid, qos))  # dropped; holding it would stall the session
+            if not put(sample):  # waits while the queue is full; False only when stopping
+                self.left_to_broker += 1  # neither scored nor acknowledged: redelivered
             elif qos and not hold:
                 now_acks.append((mid, qos))  # ack_after_scoring off: acknowledged on receipt
         if now_acks:
@@ -252,6 +276,7 @@ class MqttProxy:
             m.mqtt_connected.set(0)
         elif name == RECONNECTED:
             m.mqtt_reconnects.inc()
+            self.sink.reconnected()
         elif name == CONNECT_FAILED:
             m.mqtt_connect_failures.inc()
 

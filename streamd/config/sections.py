@@ -1,28 +1,21 @@
-"""The daemon's configuration: one pydantic-settings tree, checked at start.
+"""The sections of the settings tree: one pydantic model each, every default written here.
 
-Precedence: defaults < TOML file (``--config``) < ``STREAMD_…`` environment variables
-(nested with ``__``, e.g. ``STREAMD_MQTT__PORT``) < command-line flags. Unknown keys and
-invalid values raise :class:`~streamd.errors.ConfigError` naming the field.
+Every field has a description (``streamd config`` prints them as the reference); unknown
+keys are rejected; a model validator checks what one field cannot check alone.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from streamd.config.topics import check_topic_filter, check_topic_name
 from streamd.errors import ConfigError
 
-DEFAULT_CONFIG_PATH = Path("/etc/streamd/streamd.toml")
 DEFAULT_HTTP_PORT = 9841  # not in Prometheus' default port allocations list
 
 
@@ -79,6 +72,11 @@ class MqttSettings(Section):
         description="acknowledge QoS 1/2 messages only once scored, so a crash loses none "
         "(the broker redelivers); the broker's max_inflight_messages then bounds throughput",
     )
+
+    @field_validator("topics")
+    @classmethod
+    def _filters(cls, topics: list[str]) -> list[str]:
+        return [check_topic_filter(t) for t in topics]
 
     @model_validator(mode="after")
     def _check(self) -> MqttSettings:
@@ -179,7 +177,14 @@ class AlertSettings(Section):
     )
     qos: int = Field(1, ge=0, le=2, description="alert QoS (0, 1 or 2)")
     publish_scores: bool = Field(False, description="also publish every sample's score")
-    score_topic_prefix: str = Field("streamd/scores", min_length=1)
+    score_topic_prefix: str = Field(
+        "streamd/scores", min_length=1, description="scores go to PREFIX/<stream>"
+    )
+
+    @field_validator("topic_prefix", "score_topic_prefix")
+    @classmethod
+    def _names(cls, prefix: str) -> str:
+        return check_topic_name(prefix)
 
 
 class HttpSettings(Section):
@@ -190,11 +195,24 @@ class HttpSettings(Section):
         100, ge=0, description="at most this many per-stream score series (cardinality cap)"
     )
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, host: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9.:_%-]+", host):
+            raise ValueError(f"{host!r} is not a host name or an IP address")
+        return host
+
 
 class StateSettings(Section):
     max_streams: int = Field(10_000, ge=1, description="least recently seen streams are evicted")
     max_gap_s: float = Field(
         3600.0, gt=0, description="a longer silence sends the stream back to warm-up"
+    )
+    max_clock_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="a sample stamped further ahead of its arrival is rejected "
+        "(future_timestamp); a restored stream whose last sample lies further ahead is reset",
     )
     reorder_window_ms: float = Field(
         0.0,
@@ -230,98 +248,3 @@ class LoggingSettings(Section):
     per_message_interval_s: float = Field(
         10.0, ge=0, description="at most one log line per kind of message problem this often"
     )
-
-
-class Settings(BaseSettings):
-    """The whole tree; build it with :func:`load_settings`."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="STREAMD_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
-
-    mqtt: MqttSettings = Field(default_factory=MqttSettings)
-    model: ModelSettings = Field(default_factory=ModelSettings)
-    inference: InferenceSettings = Field(default_factory=InferenceSettings)
-    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
-    alerts: AlertSettings = Field(default_factory=AlertSettings)
-    http: HttpSettings = Field(default_factory=HttpSettings)
-    state: StateSettings = Field(default_factory=StateSettings)
-    logging: LoggingSettings = Field(default_factory=LoggingSettings)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # First wins: flags (init) > environment > TOML file > defaults.
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
-
-
-def _field_name(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "config"
-
-
-def load_settings(config_path: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Build the settings tree; raises :class:`ConfigError` naming the first bad field.
-
-    ``config_path`` None means the default path if it exists, else no file. ``overrides`` are
-    flags as nested dicts (``{"mqtt": {"port": 1884}}``).
-    """
-    path = config_path
-    if path is None and DEFAULT_CONFIG_PATH.is_file():
-        path = DEFAULT_CONFIG_PATH
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError("--config", f"no such file {path}")
-        try:
-            tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError("--config", f"{path} is not valid TOML ({e})") from e
-    bound = type(
-        "BoundSettings",
-        (Settings,),
-        {"model_config": SettingsConfigDict(**{**Settings.model_config, "toml_file": path})},
-    )
-    try:
-        validated = bound(**(overrides or {}))
-    except ValidationError as e:
-        err = e.errors()[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        raise ConfigError(_field_name(err["loc"]), msg + more) from e
-    # Hand out a plain Settings (the bound subclass only existed to point at the TOML file,
-    # and cannot be pickled to worker processes).
-    return Settings.model_construct(**{k: getattr(validated, k) for k in Settings.model_fields})
-
-
-def defaults_as_toml() -> str:
-    """The default configuration as TOML with each field's description (``streamd config``)."""
-    lines = ["# streamd configuration: every setting with its default.", ""]
-    defaults = Settings.model_construct()
-    for section_name, section_field in Settings.model_fields.items():
-        section = getattr(defaults, section_name)
-        lines.append(f"[{section_name}]")
-        for name, f in type(section).model_fields.items():
-            value = getattr(section, name)
-            if f.description:
-                lines.append(f"# {f.description}")
-            lines.append(f"{'# ' if value is None else ''}{name} = {_toml_value(value)}")
-        lines.append("")
-        del section_field
-    return "\n".join(lines)
-
-
-def _toml_value(v: Any) -> str:
-    if v is None:
-        return '""'
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
