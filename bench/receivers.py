@@ -20,6 +20,7 @@ Prints a table and writes JSON. ``python bench/receivers.py [--qos 0] [--count 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import select
@@ -201,10 +202,8 @@ def recv_gmqtt(port: int, cid: str, qos: int, n: int, seconds: float) -> Marks:
 
         c.on_message = on_message
         await c.connect("127.0.0.1", port, version=MQTTv311)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), seconds)
-        except TimeoutError:
-            pass
         await c.disconnect()
 
     asyncio.run(run())
