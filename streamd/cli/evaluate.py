@@ -17,7 +17,8 @@ from streamd.cli.common import (
 
 def cmd_evaluate(ns: argparse.Namespace) -> int:
     from streamd.config import load_settings
-    from streamd.tools.evaluate import evaluate, table
+    from streamd.tools.evaluate import evaluate
+    from streamd.tools.scorecard import table
 
     if (ns.model is None) == (ns.train_head is None):
         print("streamd evaluate: give exactly one of --model and --train-head", file=sys.stderr)

@@ -118,36 +118,64 @@ class SweepResult:
 
 
 def sweep(files: list[FileRows], profile: Profile) -> SweepResult:
-    """Best threshold over the corpus for ``profile`` (rows with score >= threshold fire)."""
+    """Best threshold over the corpus for ``profile`` (rows with score >= threshold fire).
+
+    Thresholds are tried from the highest score down, all rows of one score firing
+    together; the first threshold with the best total wins. Window ids need only be
+    distinct, not consecutive (a subset of a corpus keeps its numbering).
+    """
     scores = np.concatenate([f.scores for f in files])
     wid = np.concatenate([f.window_id for f in files])
     sig = np.concatenate([f.sigmoid for f in files])
     n_windows = sum(f.n_windows for f in files)
-    order = np.argsort(-scores, kind="stable")
-    best_tp = np.full(max(1, n_windows), -profile.fn)  # per window: best weighted TP so far
-    fp_total = 0.0
     null = -profile.fn * n_windows
     perfect = profile.tp * n_windows
     best = SweepResult(profile.name, 1.1, null, 0.0, 0, 0, n_windows)
-    tp_rows = fp_rows = 0
-    k = 0
-    total = len(order)
-    while k < total:
-        thr = scores[order[k]]
-        while k < total and scores[order[k]] == thr:  # all rows at this score fire together
-            r = order[k]
-            if wid[r] >= 0:
-                best_tp[wid[r]] = max(best_tp[wid[r]], profile.tp * sig[r])
-                tp_rows += 1
-            else:
-                fp_total += profile.fp * sig[r]
-                fp_rows += 1
-            k += 1
-        raw = float(best_tp[:n_windows].sum() + fp_total)
-        if raw > best.raw:
-            missed = int(np.sum(best_tp[:n_windows] == -profile.fn))
-            norm = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
-            best = SweepResult(profile.name, float(thr), raw, norm, tp_rows, fp_rows, missed)
+    if not len(scores):
+        return best
+    order = np.argsort(-scores, kind="stable")
+    s_sorted, w_sorted, g_sorted = scores[order], wid[order], sig[order]
+    inside = w_sorted >= 0
+    ends = np.append(np.flatnonzero(np.diff(s_sorted) != 0), len(s_sorted) - 1)  # group ends
+    fp_cum = np.cumsum(np.where(inside, 0.0, profile.fp * g_sorted))
+    fp_rows = np.cumsum(~inside)
+    tp_rows = np.cumsum(inside)
+    # the best weighted TP of every window, summed, after each row inside a window
+    positions = np.flatnonzero(inside)
+    best_of: dict[int, float] = {}
+    tp_sum, touched = -profile.fn * n_windows, 0
+    tp_after = np.empty(len(positions))
+    touched_after = np.empty(len(positions), np.int64)
+    for j, k in enumerate(positions):
+        w, credit = int(w_sorted[k]), profile.tp * float(g_sorted[k])
+        old = best_of.get(w)
+        if old is None:
+            best_of[w] = credit
+            tp_sum += credit + profile.fn
+            touched += 1
+        elif credit > old:
+            best_of[w] = credit
+            tp_sum += credit - old
+        tp_after[j] = tp_sum
+        touched_after[j] = touched
+    # at each group end: the last row inside a window at or before it
+    last = np.searchsorted(positions, ends, side="right") - 1
+    tp_at = np.where(last >= 0, tp_after[np.maximum(last, 0)], -profile.fn * n_windows)
+    touched_at = np.where(last >= 0, touched_after[np.maximum(last, 0)], 0)
+    raw = tp_at + fp_cum[ends]
+    i = int(np.argmax(raw))
+    if raw[i] > best.raw:
+        norm = 100.0 * (raw[i] - null) / (perfect - null) if perfect != null else 0.0
+        e = ends[i]
+        best = SweepResult(
+            profile.name,
+            float(s_sorted[e]),
+            float(raw[i]),
+            float(norm),
+            int(tp_rows[e]),
+            int(fp_rows[e]),
+            int(n_windows - touched_at[i]),
+        )
     return best
 
 
