@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from streamd.config import ScoringSettings
 from streamd.core import timefeatures
 from streamd.core.csvdata import Series, read_series
-from streamd.core.scaling import Scaler, ScalingKind
+from streamd.core.scaling import Scaler, ScalingKind, running_scaling
 from streamd.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,28 @@ def make_windows(scaled: F32, window: int, calendar: F32 | None = None) -> Windo
     )
 
 
+def running_windows(
+    values: F32, window: int, first_target: int, end: int, calendar: F32, horizon: int
+) -> Windows:
+    """Windows of one stream scaled as the daemon scales it with per-stream scaling: the
+    window before row ``i`` and row ``i`` itself by the running statistics of the rows
+    before ``i`` (:func:`streamd.core.scaling.running_scaling`), for targets
+    ``first_target <= i < end``."""
+    f = values.shape[1]
+    offsets, scales = running_scaling(values.astype(np.float64), horizon)
+    targets = np.arange(max(first_target, window), end)
+    if not len(targets):
+        return Windows.empty(window, f, f + calendar.shape[1])
+    idx = targets[:, None] - window + np.arange(window)  # [n, window] rows of each window
+    o, sc = offsets[targets][:, None, :], scales[targets][:, None, :]
+    x = ((values[idx].astype(np.float64) - o) / sc).astype(np.float32)
+    x = np.concatenate([x, calendar[idx]], axis=2) if calendar.shape[1] else x
+    y = ((values[targets].astype(np.float64) - offsets[targets]) / scales[targets]).astype(
+        np.float32
+    )
+    return Windows(np.ascontiguousarray(x), np.ascontiguousarray(y))
+
+
 def _concat(parts: list[Windows], window: int, features: int, inputs: int) -> Windows:
     if not parts:
         return Windows.empty(window, features, inputs)
@@ -106,7 +129,7 @@ def load_dataset(
     *,
     features: list[str] | None,
     window: int,
-    scaling: ScalingKind = "minmax",
+    scaling: ScalingKind | None = None,
     head_fraction: float = 1.0,
     fractions: SplitFractions | None = None,
     per_stream_scaling: bool = False,
@@ -114,11 +137,18 @@ def load_dataset(
 ) -> Dataset:
     """Read ``paths``, keep each file's first ``head_fraction`` of rows, split, scale, window.
 
-    With ``per_stream_scaling`` each file is scaled by its own train part (the card's scaler is
-    then the identity and the runtime scales each stream by its own statistics), so one model
-    serves streams of very different units. ``time_features`` are appended to every input
-    row, computed from the row's timestamp as the runtime does.
+    With ``per_stream_scaling`` each file is scaled as the daemon will scale each stream: by
+    its own running mean and standard deviation at each row (the card's scaler is then the
+    identity), so one model serves streams of very different units; its first
+    ``scoring.scaling_warmup`` rows only set the statistics, as they do in the daemon.
+    Otherwise ``scaling`` (default ``minmax``) is fitted on the train parts. ``time_features``
+    are appended to every input row, computed from the row's timestamp as the runtime does.
     """
+    if per_stream_scaling and scaling == "minmax":
+        raise DataError(
+            "--scaling", "per-stream scaling is the daemon's running standard scaling, not minmax"
+        )
+    kind: ScalingKind = scaling or ("standard" if per_stream_scaling else "minmax")
     fractions = fractions or SplitFractions()
     calendar_names = list(time_features or [])
     try:
@@ -136,6 +166,8 @@ def load_dataset(
     dropped: dict[str, int] = {}
     parts: list[tuple[F32, F32, F32]] = []
     calendars: list[tuple[F32, F32, F32]] = []
+    running: list[tuple[Windows, Windows, Windows]] = []  # per-stream scaling's windows
+    sc_defaults = ScoringSettings()
     first_ts: list[float] = []
     last_ts: list[float] = []
     rows = 0
@@ -166,26 +198,37 @@ def load_dataset(
         calendars.append(
             (cal32[:n_train], cal32[n_train : n_train + n_val], cal32[n_train + n_val :])
         )
+        if per_stream_scaling:  # train from the end of the scaling warm-up, then val, cal
+            b = (sc_defaults.scaling_warmup, n_train, n_train + n_val, n)
+            h = sc_defaults.scaling_horizon
+            w = [running_windows(values32, window, b[k], b[k + 1], cal32, h) for k in range(3)]
+            running.append((w[0], w[1], w[2]))
         first_ts.append(float(ts_sorted[0]))
         last_ts.append(float(ts_sorted[-1]))
         rows += n
     f = len(names)
-    if per_stream_scaling:
-        scalers = [Scaler.fit(scaling, p[0]) for p in parts]
-        scaler = Scaler(scaling, np.zeros(f, np.float32), np.ones(f, np.float32))
-    else:
-        scaler = Scaler.fit(scaling, np.concatenate([p[0] for p in parts]))
-        scalers = [scaler] * len(parts)
-    scaled = [tuple(s.transform(part) for part in p) for s, p in zip(scalers, parts, strict=True)]
     inputs = f + timefeatures.width(calendar_names)
+    if per_stream_scaling:
+        scaler = Scaler(kind, np.zeros(f, np.float32), np.ones(f, np.float32))
+        # the report's plot shows the first file in its units, by its train part's statistics
+        scalers = [Scaler.fit("standard", parts[0][0])]
+        scaled = [tuple(scalers[0].transform(part) for part in parts[0])]
 
-    def split(k: int) -> Windows:
-        return _concat(
-            [make_windows(p[k], window, c[k]) for p, c in zip(scaled, calendars, strict=True)],
-            window,
-            f,
-            inputs,
-        )
+        def split(k: int) -> Windows:
+            return _concat([r[k] for r in running], window, f, inputs)
+
+    else:
+        scaler = Scaler.fit(kind, np.concatenate([p[0] for p in parts]))
+        scalers = [scaler] * len(parts)
+        scaled = [tuple(scaler.transform(part) for part in p) for p in parts]
+
+        def split(k: int) -> Windows:
+            return _concat(
+                [make_windows(p[k], window, c[k]) for p, c in zip(scaled, calendars, strict=True)],
+                window,
+                f,
+                inputs,
+            )
 
     train, val, cal = split(0), split(1), split(2)
 

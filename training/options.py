@@ -39,7 +39,7 @@ class TrainOptions:
     layers: int = 2
     dropout: float = 0.0
     cell: Literal["gru", "lstm"] = "gru"
-    scaling: ScalingKind = "minmax"
+    scaling: ScalingKind | None = None  # minmax; with per_stream_scaling the running standard
     per_stream_scaling: bool = False
     time_features: list[str] = field(default_factory=list)
     head_fraction: float = 1.0

@@ -74,7 +74,12 @@ def add_train(sub: SubParsers) -> None:
     p.add_argument("--layers", type=int, default=T.layers, help="recurrent layers (%(default)s)")
     p.add_argument("--dropout", type=float, default=T.dropout, help="dropout between layers")
     p.add_argument("--cell", choices=("gru", "lstm"), default=T.cell)
-    p.add_argument("--scaling", choices=("minmax", "standard"), default=T.scaling)
+    p.add_argument(
+        "--scaling",
+        choices=("minmax", "standard"),
+        default=T.scaling,
+        help="default minmax; with --per-stream-scaling the daemon's running standard scaling",
+    )
     p.add_argument(
         "--per-stream-scaling",
         action="store_true",

@@ -28,9 +28,14 @@ class MqttSettings(Section):
     port: int = Field(1883, ge=1, le=65535, description="broker port")
     client_id: str = Field("streamd", min_length=1, description="MQTT client id (the session key)")
     protocol: Literal["3.1.1", "5"] = Field(
-        "3.1.1",
-        description="MQTT protocol version: 3.1.1 (faster to receive, docs/performance.md) "
-        "or 5 (session expiry)",
+        "5",
+        description="MQTT protocol version: 5 (session expiry, the fast mqtt5 client) or "
+        "3.1.1 (brokers that speak nothing else, such as NATS)",
+    )
+    client: Literal["auto", "mqtt5", "paho"] = Field(
+        "auto",
+        description="MQTT client of the receiver: 'mqtt5' (MQTT 5 only; needs Python 3.11+), "
+        "'paho', or 'auto': mqtt5 for MQTT 5 where it is installed, else paho",
     )
     topics: list[str] = Field(
         default_factory=lambda: ["sensors/#"], min_length=1, description="topic filters to read"
@@ -86,6 +91,8 @@ class MqttSettings(Section):
             raise ValueError("tls_cert_file and tls_key_file go together")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        if self.client == "mqtt5" and self.protocol != "5":
+            raise ValueError("client mqtt5 speaks MQTT 5 only: set protocol 5 or client paho")
         return self
 
     def read_password(self) -> str | None:

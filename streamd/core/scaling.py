@@ -157,3 +157,29 @@ class StreamScaling:
         if self.per_stream and len(slots):
             st = self.state
             learn_running(st.scale_n, st.scale_mean, st.scale_var, slots, raw, self.horizon)
+
+
+def running_scaling(values: F64, horizon: int) -> tuple[F64, F64]:
+    """Offset and scale ``[rows, features]`` with which serving scales each row of one stream.
+
+    Row ``i`` (and the window before it) is scaled by the running statistics of rows before
+    it, as :class:`StreamScaling` has them when row ``i`` arrives; the first row sets them.
+    Training calls this so that a model trained with per-stream scaling sees exactly the
+    transform it will be served with.
+
+    >>> o, s = running_scaling(np.array([[10.0], [12.0], [11.0]]), horizon=5000)
+    >>> o[:, 0].tolist(), s[:, 0].round(3).tolist()
+    ([10.0, 10.0, 11.0], [0.01, 0.01, 1.0])
+    """
+    rows, features = values.shape
+    n, mean, var = np.zeros(1, np.int64), np.zeros((1, features)), np.zeros((1, features))
+    slot = np.zeros(1, np.int64)
+    offsets, scales = np.empty((rows, features)), np.empty((rows, features))
+    for i in range(rows):
+        if i == 0:
+            learn_running(n, mean, var, slot, values[:1], horizon)
+        o, s = running_offset_scale(mean, var)
+        offsets[i], scales[i] = o[0], s[0]
+        if i > 0:
+            learn_running(n, mean, var, slot, values[i : i + 1], horizon)
+    return offsets, scales

@@ -146,6 +146,30 @@ class StreamBacklog:
         self._total -= len(out)
         return out
 
+    def hold_back(self, samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
+        """Queue the samples of streams that have some waiting behind them, in timestamp
+        order (a stream's newer sample must not be scored before its older waiting ones);
+        returns the others, and the QoS 0 ones refused as :meth:`put` refuses them."""
+        waiting = self._waiting
+        free: list[Sample] = []
+        refused: list[Sample] = []
+        touched: set[str] = set()
+        for s in samples:
+            q = waiting.get(s.stream)
+            if q is None:
+                free.append(s)
+                continue
+            if not s.qos and len(q) >= self.qos0_max:
+                refused.append(s)
+                continue
+            if q and s.ts_s < q[-1].ts_s:
+                touched.add(s.stream)
+            q.append(s)
+            self._total += 1
+        for stream in touched:  # a late one among them: that stream's queue in order again
+            waiting[stream] = deque(sorted(waiting[stream], key=_BY_TS))
+        return free, refused
+
 
 class Batcher:
     """The worker's source of batches: queue, reorder hold and backlogs behind one call.
@@ -177,6 +201,7 @@ class Batcher:
         self.put = self.queue.put  # from the reader thread: waits while the queue is full
         self.close = self.queue.close
         self._grace_until = -math.inf  # time.time() until which the reconnect hold applies
+        self.refused: list[Sample] = []  # QoS 0 samples over their stream's backlog: dropped
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Batcher:
@@ -220,7 +245,10 @@ class Batcher:
         buf.add(q.drain(self._room()))
         if len(self.backlog):  # what fast streams left over goes first, without waiting
             batch = self.backlog.take(self.max_rounds)
-            batch.extend(buf.release(time.time(), max(0, size - len(batch))))
+            fresh = buf.release(time.time(), max(0, size - len(batch)))
+            free, refused = self.backlog.hold_back(fresh)
+            self.refused += refused
+            batch.extend(free)
             batch.sort(key=_BY_TS)
             return batch
         batch = buf.release(math.inf if stopping else time.time(), size)
@@ -241,8 +269,12 @@ class Batcher:
                 batch.sort(key=_BY_TS)  # each stream's samples in time order
         return batch
 
-    def defer(self, samples: list[Sample]) -> list[Sample]:
-        """Keep what the round cap deferred for the next batches; returns the QoS 0 ones
-        refused because their stream's backlog is full (the caller counts them
-        ``rate_limited``)."""
-        return self.backlog.put(samples)
+    def defer(self, samples: list[Sample]) -> None:
+        """Keep what the round cap deferred for the next batches; QoS 0 ones over their
+        stream's backlog go to :attr:`refused`."""
+        self.refused += self.backlog.put(samples)
+
+    def take_refused(self) -> list[Sample]:
+        """The samples dropped since the last call, for the caller to count (``rate_limited``)."""
+        out, self.refused = self.refused, []
+        return out

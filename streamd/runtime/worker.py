@@ -122,6 +122,7 @@ class Worker:
                 log.exception("worker failed on a batch of %d samples; skipped", len(batch))
             finally:
                 self.link.ack(done)
+                self._count_refused()
 
     def _take_swap(self) -> None:
         with self._swap_lock:
@@ -196,18 +197,22 @@ class Worker:
         return done
 
     def _defer(self, batch: list[Sample], deferred: np.ndarray) -> list[Sample]:
-        """Move the samples the round cap deferred to the backlog; those it refuses are
-        dropped (``rate_limited``). Returns the samples done with (to acknowledge)."""
-        refused = self.batcher.defer([batch[i] for i in np.flatnonzero(deferred)])
+        """Move the samples the round cap deferred to the backlog; returns the samples done
+        with (to acknowledge)."""
+        self.batcher.defer([batch[i] for i in np.flatnonzero(deferred)])
+        return [s for s, d in zip(batch, deferred, strict=True) if not d]
+
+    def _count_refused(self) -> None:
+        """QoS 0 samples of a stream sending faster than it is scored: dropped, counted."""
+        refused = self.batcher.take_refused()
         if refused:
             self.metrics.messages.labels("rate_limited").inc(len(refused))
             self.problems.warning(
                 "rate_limited",
-                "stream %s sends faster than streamd scores it: %d samples dropped",
+                "stream %s sends faster than streamd scores it: %d QoS 0 samples dropped",
                 refused[0].stream,
                 len(refused),
             )
-        return [s for s, d in zip(batch, deferred, strict=True) if not d] + refused
 
     def _publish_alerts(self, res: BatchResult) -> None:
         a_cfg = self.settings.alerts

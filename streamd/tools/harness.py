@@ -99,7 +99,7 @@ def start_daemon(
     mqtt_port: int,
     http_port: int,
     *,
-    protocol: str = "3.1.1",
+    protocol: str | None = None,
     extra_env: dict[str, str] | None = None,
     log_path: Path | None = None,
     cwd: Path | None = None,
@@ -108,8 +108,8 @@ def start_daemon(
     streamd from the working directory first: a bench's baseline checkout runs from its own)."""
     env = {
         **os.environ,
-        "STREAMD_MQTT__PROTOCOL": protocol,
         "STREAMD_MQTT__CLIENT_ID": f"streamd-demo-{mqtt_port}",
+        **({"STREAMD_MQTT__PROTOCOL": protocol} if protocol else {}),
         **(extra_env or {}),
     }
     cmd = [

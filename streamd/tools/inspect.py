@@ -22,8 +22,12 @@ def describe(path: str) -> str:
         f"network   {card.cell.upper()} {card.layers} x {card.hidden_size}, window {card.window}",
         f"features  {', '.join(card.features)}",
         f"time      {', '.join(card.time_features) or 'none'} (card format {card.format_version})",
-        f"scaling   {card.scaler.kind}: offset {card.scaler.offset.tolist()} "
-        f"scale {card.scaler.scale.tolist()}",
+        (
+            "scaling   per stream: each stream's running mean and standard deviation"
+            if card.per_stream_scaling
+            else f"scaling   {card.scaler.kind}: offset {card.scaler.offset.tolist()} "
+            f"scale {card.scaler.scale.tolist()}"
+        ),
         f"calibration  n={cal.n} mean={cal.mean:.5g} std={cal.std:.5g} "
         f"threshold={cal.threshold:.5g} quantiles={json.dumps(cal.quantiles)}",
         f"inputs    {ins}",

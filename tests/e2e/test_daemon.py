@@ -45,12 +45,20 @@ EXPECTED_REASONS = {
 }
 
 
-@pytest.fixture(params=["process", "thread"])
+RECEIVERS = {
+    "process": {},  # the default: its own process, MQTT 5 through the mqtt5 client
+    "thread": {"STREAMD_MQTT__RECEIVER": "thread"},
+    "paho-3.1.1": {"STREAMD_MQTT__PROTOCOL": "3.1.1"},
+    "paho-5": {"STREAMD_MQTT__CLIENT": "paho"},
+}
+
+
+@pytest.fixture(params=list(RECEIVERS))
 def daemon(broker: int, tmp_path: Path, request: pytest.FixtureRequest):
-    """``streamd run`` with each MQTT receiver: its own process (the default) or a thread."""
+    """``streamd run`` with each receiver (a process or a thread) and each MQTT client."""
     http_port = free_port()
     log = tmp_path / "streamd.log"
-    env = {"STREAMD_MQTT__RECEIVER": request.param}
+    env = RECEIVERS[request.param]
     proc = start_daemon(DEFAULT_MODEL, broker, http_port, extra_env=env, log_path=log)
     try:
         wait_ready(http_port)

@@ -81,8 +81,15 @@ def tls_broker(certs: Path, tmp_path: Path) -> Iterator[int]:
     proc.wait(10)
 
 
-def tls_env(certs: Path, client: str) -> dict[str, str]:
+@pytest.fixture(params=["mqtt5", "paho"])
+def link(request: pytest.FixtureRequest) -> str:
+    """Each MQTT client of the receiver does TLS its own way: both are tested."""
+    return str(request.param)
+
+
+def tls_env(certs: Path, client: str, link: str) -> dict[str, str]:
     return {
+        "STREAMD_MQTT__CLIENT": link,
         "STREAMD_MQTT__TLS_CA_FILE": str(certs / "ca.pem"),
         "STREAMD_MQTT__TLS_CERT_FILE": str(certs / f"{client}.pem"),
         "STREAMD_MQTT__TLS_KEY_FILE": str(certs / f"{client}.key"),
@@ -92,12 +99,12 @@ def tls_env(certs: Path, client: str) -> dict[str, str]:
 
 
 def test_connects_with_ca_and_client_certificate(
-    tls_broker: int, certs: Path, tmp_path: Path
+    tls_broker: int, certs: Path, tmp_path: Path, link: str
 ) -> None:
     http_port = free_port()
     log = tmp_path / "d.log"
     proc = start_daemon(
-        DEFAULT_MODEL, tls_broker, http_port, extra_env=tls_env(certs, "client"), log_path=log
+        DEFAULT_MODEL, tls_broker, http_port, extra_env=tls_env(certs, "client", link), log_path=log
     )
     try:
         wait_http_ready(http_port)
@@ -112,11 +119,11 @@ def test_connects_with_ca_and_client_certificate(
 
 
 def test_a_certificate_from_another_ca_is_refused_clearly_and_retried(
-    tls_broker: int, certs: Path, tmp_path: Path
+    tls_broker: int, certs: Path, tmp_path: Path, link: str
 ) -> None:
     http_port = free_port()
     log = tmp_path / "d.log"
-    env = tls_env(certs, "rogue") | {"STREAMD_LOGGING__PER_MESSAGE_INTERVAL_S": "0"}
+    env = tls_env(certs, "rogue", link) | {"STREAMD_LOGGING__PER_MESSAGE_INTERVAL_S": "0"}
     proc = start_daemon(DEFAULT_MODEL, tls_broker, http_port, extra_env=env, log_path=log)
     try:
         deadline = time.monotonic() + 30
@@ -132,7 +139,7 @@ def test_a_certificate_from_another_ca_is_refused_clearly_and_retried(
         text = log.read_text()
         print(text.splitlines()[-1])
         assert "cannot connect to broker" in text or "closed the connection before" in text
-        assert "unknown ca" in text.lower()  # the TLS alert from the broker, from paho
+        assert "unknown ca" in text.lower()  # the TLS alert from the broker
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
@@ -141,11 +148,13 @@ def test_a_certificate_from_another_ca_is_refused_clearly_and_retried(
 
 
 def test_wrong_server_ca_fails_verification_with_its_reason(
-    tls_broker: int, certs: Path, tmp_path: Path
+    tls_broker: int, certs: Path, tmp_path: Path, link: str
 ) -> None:
     http_port = free_port()
     log = tmp_path / "d.log"
-    env = tls_env(certs, "client") | {"STREAMD_MQTT__TLS_CA_FILE": str(certs / "rogue-ca.pem")}
+    env = tls_env(certs, "client", link) | {
+        "STREAMD_MQTT__TLS_CA_FILE": str(certs / "rogue-ca.pem")
+    }
     proc = start_daemon(DEFAULT_MODEL, tls_broker, http_port, extra_env=env, log_path=log)
     try:
         deadline = time.monotonic() + 30

@@ -1,4 +1,4 @@
-"""The receiver process: paho's client in one select loop, batching what it receives to the daemon.
+"""The receiver process: one MQTT link in one select loop, batching what it receives.
 
 On a 2-core box one Python process cannot both run paho's receive path and score: the two
 threads share a GIL, and paho alone keeps a core busy at QoS 1 (docs/performance.md). So
@@ -37,7 +37,7 @@ import time
 from typing import Any
 
 from streamd.runtime.logs import RateLimitedLog, setup_logging
-from streamd.runtime.mqtt.client import MqttLink
+from streamd.runtime.mqtt.link import Link, open_link
 from streamd.runtime.mqtt.messages import (
     Ack,
     Fatal,
@@ -51,6 +51,7 @@ from streamd.runtime.mqtt.messages import (
     Received,
     Started,
     Stop,
+    TooLarge,
     ToReceiver,
     unknown,
 )
@@ -59,7 +60,6 @@ from streamd.runtime.mqtt.pipe import Pipe, PipeClosed
 log = logging.getLogger("streamd.runtime.mqtt.child")  # not __main__: run with python -m
 FLUSH_INTERVAL_S = 0.002  # the most a message waits in the child: bounds added latency
 FLUSH_SIZE = 512  # or a batch goes as soon as it has this many
-READS_PER_WAKEUP = 64  # packets read back to back before looking at the pipe again
 STOP_TIMEOUT_S = 5.0
 
 
@@ -96,6 +96,16 @@ class Outbox:
         if len(p.topics) >= FLUSH_SIZE:
             self.flush()
 
+    def too_large(
+        self, topic: str | None, size: int, received_at_s: float, mid: int, qos: int
+    ) -> None:
+        """A message over the payload limit: its size goes to the daemon, in order."""
+        if self._closed:
+            return
+        self.flush()
+        self.pipe.send(TooLarge(topic, size, received_at_s, mid, qos))
+        self.taken += 1
+
     def due_in(self, now: float) -> float:
         """Seconds until the pending batch must go (infinite when there is none)."""
         return max(0.0, self._first + FLUSH_INTERVAL_S - now) if self._pending else float("inf")
@@ -115,35 +125,36 @@ class Outbox:
 class ReceiveLoop:
     """The loop: broker socket and pipe in one ``select``; returns the exit code."""
 
-    def __init__(self, pipe: Pipe, link: MqttLink, outbox: Outbox) -> None:
+    def __init__(self, pipe: Pipe, link: Link, outbox: Outbox) -> None:
         self.pipe = pipe
         self.link = link
         self.outbox = outbox
 
     def run(self) -> int:
-        pipe, link, outbox, client = self.pipe, self.link, self.outbox, self.link.client
+        pipe, link, outbox = self.pipe, self.link, self.outbox
         link.start()
         while True:
             now = time.monotonic()
             link.connect_if_due(now)
-            sock = client.socket()
+            sock = link.socket()
             readable: list[Any] = [pipe.sock]
             writable: list[Any] = [pipe.sock] if pipe.pending_output() else []
+            backed_up = pipe.backed_up()
             if sock is not None:
-                if not pipe.backed_up():
+                if not backed_up:
                     readable.append(sock)
-                if client.want_write():
+                if link.want_write():
                     writable.append(sock)
             timeout = min(outbox.due_in(now), link.due_in(now))
             # TLS may hold decrypted bytes that select cannot see
-            tls_pending = sock is not None and getattr(sock, "pending", lambda: 0)() > 0
+            tls_pending = sock is not None and not backed_up and link.pending()
             if tls_pending:
                 timeout = 0.0
             ready_r, ready_w, _ = select.select(readable, writable, [], timeout)
             if sock is not None and (tls_pending or sock in ready_r):
-                self._read(client)
-            if sock is not None and sock in ready_w and client.socket() is sock:
-                client.loop_write()
+                link.read()
+            if sock is not None and link.socket() is sock and link.want_write():
+                link.write()  # acknowledgements and publishes go out at once
             try:
                 if pipe.sock in ready_w:
                     pipe.write_some()
@@ -158,16 +169,6 @@ class ReceiveLoop:
                 return 0
             link.misc_if_due(now)
 
-    def _read(self, client: Any) -> None:
-        """Read packets while they come, up to :data:`READS_PER_WAKEUP`: one select per
-        burst rather than per packet. A read that forwards nothing ends the burst (no data,
-        or a packet that was not a message)."""
-        for _ in range(READS_PER_WAKEUP):
-            before = self.outbox.taken
-            client.loop_read()
-            if self.outbox.taken == before or client.socket() is None:
-                return
-
     def _obey(self, command: ToReceiver) -> bool:
         """Carry out one command from the daemon; true when it says stop."""
         match command:
@@ -176,7 +177,7 @@ class ReceiveLoop:
             case Publish(items):
                 results = []
                 for item in items:
-                    ok = self.link.publish(item.topic, item.payload, item.qos)
+                    ok = self.link.publish(item.topic, item.payload, item.qos, item.retain)
                     if item.label is not None:  # alerts: the daemon counts them
                         results.append(PublishResult(item.label, ok, item.topic))
                 if results:
@@ -219,7 +220,7 @@ def serve(sock: socket.socket, *, own_process: bool = True) -> int:
 
     problems = RateLimitedLog(log, init.per_message_interval_s)
     try:
-        link = MqttLink(init.options, outbox.put, report, problems)
+        link = open_link(init.options, outbox, report, problems)
     except (OSError, ValueError) as e:  # TLS files, chiefly: say which and why
         pipe.send(Fatal(f"{type(e).__name__}: {e}"))
         pipe.drain(STOP_TIMEOUT_S)

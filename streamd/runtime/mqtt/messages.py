@@ -21,6 +21,7 @@ class LinkOptions:
     host: str
     port: int
     protocol: str
+    client: str  # "auto", "mqtt5" or "paho" (streamd.runtime.mqtt.link.open_link)
     client_id: str
     clean_start: bool
     session_expiry_s: int
@@ -34,6 +35,7 @@ class LinkOptions:
     tls_ca_file: Path | None
     tls_cert_file: Path | None
     tls_key_file: Path | None
+    max_payload_bytes: int
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,17 @@ class Received:
 
 
 @dataclass(frozen=True)
+class TooLarge:
+    """A message over ``mqtt.max_payload_bytes``: its size only, the payload never copied."""
+
+    topic: str | None
+    size: int
+    received_at_s: float
+    mid: int
+    qos: int
+
+
+@dataclass(frozen=True)
 class Outgoing:
     """One message to publish; ``label`` names an alert's state (its outcome is reported
     back and counted), None for what is not counted (scores)."""
@@ -63,6 +76,7 @@ class Outgoing:
     payload: bytes
     qos: int
     label: str | None
+    retain: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,7 +92,7 @@ class PublishResult:
 @dataclass(frozen=True)
 class LinkEvent:
     """The connection changed: ``connected``, ``disconnected``, ``reconnected`` or
-    ``connect_failed`` (:mod:`streamd.runtime.mqtt.client`)."""
+    ``connect_failed`` (:mod:`streamd.runtime.mqtt.link`)."""
 
     name: str
 
@@ -141,7 +155,7 @@ class Stop:
     """Disconnect after what is queued, and end."""
 
 
-ToDaemon = Received | LinkEvent | Published | Paused | Started | Fatal
+ToDaemon = Received | TooLarge | LinkEvent | Published | Paused | Started | Fatal
 ToReceiver = Init | Ack | Publish | Pause | Stop
 
 

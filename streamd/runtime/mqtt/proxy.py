@@ -27,7 +27,13 @@ from streamd.core.payload import PayloadParser, Sample
 from streamd.errors import ConfigError, PayloadError, StreamdError
 from streamd.runtime.logs import RateLimitedLog
 from streamd.runtime.metrics import Metrics
-from streamd.runtime.mqtt.client import CONNECT_FAILED, CONNECTED, DISCONNECTED, RECONNECTED
+from streamd.runtime.mqtt.link import (
+    CONNECT_FAILED,
+    CONNECTED,
+    DISCONNECTED,
+    RECONNECTED,
+    mqtt5_available,
+)
 from streamd.runtime.mqtt.messages import (
     Ack,
     Fatal,
@@ -44,6 +50,7 @@ from streamd.runtime.mqtt.messages import (
     Started,
     Stop,
     ToDaemon,
+    TooLarge,
     ToReceiver,
     unknown,
 )
@@ -63,6 +70,10 @@ def link_options(settings: MqttSettings) -> LinkOptions:
         path = getattr(settings, name)
         if path is not None and not os.access(path, os.R_OK):
             raise ConfigError(f"mqtt.{name}", f"cannot read {path}")
+    if settings.client == "mqtt5" and not mqtt5_available():
+        raise ConfigError(
+            "mqtt.client", "the mqtt5 package is not installed (its wheels need Python 3.11+)"
+        )
     names = {f.name for f in fields(LinkOptions)} - {"password"}
     return LinkOptions(password=settings.read_password(), **settings.model_dump(include=names))
 
@@ -207,6 +218,8 @@ class MqttProxy:
             match message:
                 case Received():
                     self._take(message)
+                case TooLarge():
+                    self._too_large(message)
                 case LinkEvent(name):
                     self._event(name)
                 case Published(results):
@@ -265,6 +278,16 @@ class MqttProxy:
                 now_acks.append((mid, qos))  # ack_after_scoring off: acknowledged on receipt
         if now_acks:
             self._send(Ack([mid for mid, _ in now_acks], [q for _, q in now_acks]))
+
+    def _too_large(self, m: TooLarge) -> None:
+        """Counted and acknowledged, never parsed: the receiver did not even copy it."""
+        self.metrics.messages.labels("too_large").inc()
+        topic = (m.topic or "?")[:200]
+        self.problems.warning(
+            "too_large", "rejected message on %r: too_large: %d bytes", topic, m.size
+        )
+        if m.qos:
+            self._send(Ack([m.mid], [m.qos]))
 
     def _event(self, name: str) -> None:
         m = self.metrics

@@ -1,13 +1,11 @@
-"""The MQTT side: one paho-mqtt 2.x client that subscribes, forwards and publishes.
+"""The paho-mqtt link: paho 2.x driven by the receive loop's ``select``, no paho thread.
 
-It runs in the receiver process (:mod:`streamd.runtime.mqtt.child`), so paho never shares a GIL
-with the inference worker. No paho thread runs: the receiver's one ``select`` loop drives
-the client through paho's external-loop calls (``loop_read``, ``loop_write``,
-``loop_misc``, ``reconnect``), so acknowledging a message costs no thread wake-up. The
-client only stamps and forwards each message; the session is persistent (clean session or
-clean start off) so the broker keeps QoS 1 messages while streamd is away; every
-(re)connect subscribes again; lost connections are retried with backoff. Nothing here
-imports pydantic, numpy or onnxruntime: the receiver process stays small.
+The loop calls paho's external-loop functions (``loop_read``, ``loop_write``,
+``loop_misc``, ``reconnect``), so acknowledging a message costs no thread wake-up. It serves
+MQTT 3.1.1 (brokers such as NATS speak nothing else) and MQTT 5 where the faster
+:mod:`.link_mqtt5` is not installed. paho reads a whole packet before it hands it over, so
+a message over ``max_payload_bytes`` is only kept from being copied further (the broker's
+own limit, e.g. Mosquitto's ``max_packet_size``, is what keeps it out of memory).
 """
 
 from __future__ import annotations
@@ -27,41 +25,42 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from streamd.runtime.logs import RateLimitedLog
+from streamd.runtime.mqtt.link import (
+    CONNECT_FAILED,
+    CONNECTED,
+    DISCONNECTED,
+    MISC_INTERVAL_S,
+    RECONNECTED,
+    Backoff,
+    Outbox,
+    topic_name_ok,
+)
 from streamd.runtime.mqtt.messages import LinkOptions
 
 log = logging.getLogger(__name__)
-MISC_INTERVAL_S = 1.0  # how often paho checks the keepalive
-
-# Events the daemon turns into metrics and readiness (messages.LinkEvent).
-CONNECTED, DISCONNECTED, RECONNECTED, CONNECT_FAILED = (
-    "connected",
-    "disconnected",
-    "reconnected",
-    "connect_failed",
-)
-# forward(topic or None when not UTF-8, payload, received_at_s, packet id, qos)
-Forward = Callable[[str | None, bytes | bytearray, float, int, int], None]
+READS_PER_WAKEUP = 64  # packets read back to back before the loop looks at its pipe again
 
 
-class MqttLink:
+class PahoLink:
     """Connects, subscribes on every connect, forwards messages and reports events."""
 
     def __init__(
         self,
         options: LinkOptions,
-        forward: Forward,
+        outbox: Outbox,
         report: Callable[[str], None],
         problems: RateLimitedLog,
     ) -> None:
         self.options = options
-        self.forward = forward
+        self.outbox = outbox
         self.report = report
         self.problems = problems
         self._connected = False
         self._connections = 0
         self._next_attempt = 0.0  # monotonic time of the next connection attempt
-        self._delay: float | None = None  # the backoff; None until an attempt fails
+        self._backoff = Backoff(options.reconnect_min_s, options.reconnect_max_s)
         self._next_misc = 0.0
+        self._received = 0  # messages handed over: tells a read burst it found one
         v5 = options.protocol == "5"
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -69,7 +68,7 @@ class MqttLink:
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else options.clean_start,
             # streamd acknowledges itself: after scoring (ack_after_scoring), or on receipt;
-            # either way never a message that arrives while stopping (child.Outbox)
+            # either way never a message that arrives while stopping (the outbox)
             manual_ack=True,
         )
         if options.username is not None:
@@ -122,6 +121,29 @@ class MqttLink:
             self._on_connect_fail(self.client, None)
             self._back_off(time.monotonic())
 
+    def socket(self) -> Any:
+        return self.client.socket()
+
+    def want_write(self) -> bool:
+        return bool(self.client.want_write())
+
+    def pending(self) -> bool:
+        sock = self.client.socket()
+        return sock is not None and getattr(sock, "pending", lambda: 0)() > 0
+
+    def read(self) -> None:
+        """Read packets while they come, up to :data:`READS_PER_WAKEUP`: one select per
+        burst rather than per packet. A read that hands over nothing ends the burst."""
+        client = self.client
+        for _ in range(READS_PER_WAKEUP):
+            before = self._received
+            client.loop_read()
+            if self._received == before or client.socket() is None:
+                return
+
+    def write(self) -> None:
+        self.client.loop_write()
+
     def due_in(self, now: float) -> float:
         """Seconds until :meth:`connect_if_due` or :meth:`misc_if_due` has work."""
         if self.client.socket() is None:
@@ -147,21 +169,15 @@ class MqttLink:
             client.loop_write()
 
     def _back_off(self, now: float) -> None:
-        """Wait before the next attempt, doubling from ``reconnect_min_s`` up to
-        ``reconnect_max_s`` (reset once the broker accepts)."""
-        o = self.options
-        self._delay = o.reconnect_min_s if self._delay is None else self._delay * 2
-        self._delay = min(self._delay, o.reconnect_max_s)
-        self._next_attempt = now + self._delay
+        """Wait before the next attempt (:class:`Backoff`, reset once the broker accepts)."""
+        self._next_attempt = now + self._backoff.next()
 
-    def publish(self, topic: str, payload: bytes, qos: int) -> bool:
-        """Queue one message; False if paho refuses it, or its topic is not a valid topic name
-        (a malformed PUBLISH would make the broker drop the connection, and paho would send
-        it again on every reconnect)."""
-        if not topic or "\0" in topic or "+" in topic or "#" in topic:
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> bool:
+        """Queue one message; False if paho refuses it or its topic is no topic name."""
+        if not topic_name_ok(topic):
             return False
         try:
-            info = self.client.publish(topic, payload, qos=qos)
+            info = self.client.publish(topic, payload, qos=qos, retain=retain)
         except ValueError:  # not encodable as UTF-8 (a lone surrogate), or too long
             return False
         return info.rc == mqtt.MQTT_ERR_SUCCESS
@@ -183,7 +199,7 @@ class MqttLink:
             log.error("broker %s:%d refused the connection: %s", o.host, o.port, reason)
             return
         self._connections += 1
-        self._delay = None
+        self._backoff.reset()
         if self._connections > 1:
             self.report(RECONNECTED)
         if o.protocol == "5":
@@ -238,4 +254,9 @@ class MqttLink:
             topic: str | None = msg.topic
         except UnicodeDecodeError:
             topic = None  # the parent counts it (bad_stream_id) and acknowledges it
-        self.forward(topic, msg.payload, now, msg.mid, msg.qos)
+        self._received += 1
+        size = len(msg.payload)
+        if size > self.options.max_payload_bytes:
+            self.outbox.too_large(topic, size, now, msg.mid, msg.qos)
+        else:
+            self.outbox.put(topic, msg.payload, now, msg.mid, msg.qos)
