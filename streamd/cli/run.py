@@ -37,11 +37,12 @@ def cmd_run(ns: argparse.Namespace) -> int:
         from streamd.core.inference import Forecaster
         from streamd.runtime.mqtt.proxy import link_options
 
-        fc = Forecaster(settings.model.path)
+        fc = Forecaster(settings.model.resolved_path())
         link_options(settings.mqtt)  # reads the password file, checks the TLS files
         _check_http_host(settings.http.host, settings.http.port, settings.http.enabled)
         print(
-            f"configuration ok; model {fc.card.name} version {fc.card.version} passes its self-test"
+            f"configuration ok; model {fc.card.name} version {fc.card.version} "
+            f"({settings.model.resolved_path()}) passes its self-test"
         )
         return 0
     from streamd.runtime.daemon import Daemon

@@ -7,7 +7,9 @@ topic settings are checked by, :mod:`.load` the sources and their precedence.
 from streamd.config.load import DEFAULT_CONFIG_PATH, Settings, defaults_as_toml, load_settings
 from streamd.config.sections import (
     DEFAULT_HTTP_PORT,
+    PACKAGED_MODEL,
     AlertSettings,
+    HomeAssistantSettings,
     HttpSettings,
     InferenceSettings,
     LoggingSettings,
@@ -20,7 +22,9 @@ from streamd.config.sections import (
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "DEFAULT_HTTP_PORT",
+    "PACKAGED_MODEL",
     "AlertSettings",
+    "HomeAssistantSettings",
     "HttpSettings",
     "InferenceSettings",
     "LoggingSettings",

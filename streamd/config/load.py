@@ -7,20 +7,32 @@ invalid values raise :class:`~streamd.errors.ConfigError` naming the field.
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import tomllib
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
+from streamd.config.environment import check_environment
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, before it joined the standard library
+    import tomli as tomllib
+
 from streamd.config.sections import (
     AlertSettings,
+    HomeAssistantSettings,
     HttpSettings,
     InferenceSettings,
     LoggingSettings,
@@ -32,6 +44,7 @@ from streamd.config.sections import (
 from streamd.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/streamd/streamd.toml")
+log = logging.getLogger(__name__)
 
 
 class Settings(BaseSettings):
@@ -46,6 +59,7 @@ class Settings(BaseSettings):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
@@ -67,12 +81,22 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "config"
 
 
-def load_settings(config_path: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
+def load_settings(
+    config_path: Path | None,
+    overrides: dict[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
     """Build the settings tree; raises :class:`ConfigError` naming the first bad field.
 
     ``config_path`` None means the default path if it exists, else no file. ``overrides`` are
-    flags as nested dicts (``{"mqtt": {"port": 1884}}``).
+    flags as nested dicts (``{"mqtt": {"port": 1884}}``). Unknown ``STREAMD_`` variables of
+    ``environ`` (the process's) are logged as warnings.
     """
+    sections: dict[str, type[BaseModel]] = {
+        name: f.annotation for name, f in Settings.model_fields.items() if f.annotation
+    }
+    for warning in check_environment(os.environ if environ is None else environ, sections):
+        log.warning("%s", warning)
     path = config_path
     if path is None and DEFAULT_CONFIG_PATH.is_file():
         path = DEFAULT_CONFIG_PATH
@@ -90,6 +114,8 @@ def load_settings(config_path: Path | None, overrides: dict[str, Any] | None = N
     )
     try:
         validated = bound(**(overrides or {}))
+    except SettingsError as e:  # a value the environment source cannot decode
+        raise ConfigError("environment", str(e)) from e
     except ValidationError as e:
         err = e.errors()[0]
         msg = err["msg"].removeprefix("Value error, ")

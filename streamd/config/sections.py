@@ -17,6 +17,9 @@ from streamd.config.topics import check_topic_filter, check_topic_name
 from streamd.errors import ConfigError
 
 DEFAULT_HTTP_PORT = 9841  # not in Prometheus' default port allocations list
+# The default model ships inside the package (``models/default.onnx`` in a checkout links to
+# it): usable from a stream's first samples, whatever its units (per-stream scaling).
+PACKAGED_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
 
 
 class Section(BaseModel):
@@ -78,10 +81,24 @@ class MqttSettings(Section):
         "(the broker redelivers); the broker's max_inflight_messages then bounds throughput",
     )
 
+    availability: bool = Field(
+        True,
+        description="retained 'online' on status_topic at connect, 'offline' as the last will "
+        "and at a clean stop (the convention of Home Assistant, zigbee2mqtt, Frigate)",
+    )
+    status_topic: str = Field(
+        "streamd/status", description="availability topic (one per instance when several run)"
+    )
+
     @field_validator("topics")
     @classmethod
     def _filters(cls, topics: list[str]) -> list[str]:
         return [check_topic_filter(t) for t in topics]
+
+    @field_validator("status_topic")
+    @classmethod
+    def _status(cls, topic: str) -> str:
+        return check_topic_name(topic)
 
     @model_validator(mode="after")
     def _check(self) -> MqttSettings:
@@ -107,7 +124,13 @@ class MqttSettings(Section):
 
 
 class ModelSettings(Section):
-    path: Path = Field(Path("/usr/share/streamd/default.onnx"), description="ONNX model file")
+    path: Path | None = Field(
+        None, description="ONNX model file; unset: the default model that ships with streamd"
+    )
+
+    def resolved_path(self) -> Path:
+        """The model file to load: the setting, else the packaged default model."""
+        return PACKAGED_MODEL if self.path is None else self.path
 
 
 class InferenceSettings(Section):
@@ -189,6 +212,26 @@ class AlertSettings(Section):
     )
 
     @field_validator("topic_prefix", "score_topic_prefix")
+    @classmethod
+    def _names(cls, prefix: str) -> str:
+        return check_topic_name(prefix)
+
+
+class HomeAssistantSettings(Section):
+    enabled: bool = Field(
+        False,
+        description="MQTT discovery: each stream that holds per-stream series appears in Home "
+        "Assistant as a binary_sensor (anomaly) and a sensor (score)",
+    )
+    discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix")
+    state_topic_prefix: str = Field(
+        "streamd/state", description="retained JSON state of each such stream: PREFIX/<stream>"
+    )
+    state_interval_s: float = Field(
+        30.0, gt=0, description="a state goes out when an anomaly starts or ends, else this often"
+    )
+
+    @field_validator("discovery_prefix", "state_topic_prefix")
     @classmethod
     def _names(cls, prefix: str) -> str:
         return check_topic_name(prefix)

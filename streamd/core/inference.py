@@ -17,9 +17,6 @@ from streamd.core.arrays import F32
 from streamd.core.card import METADATA_KEY, ModelCard
 from streamd.errors import ModelError
 
-# The default model ships inside the package (``models/default.onnx`` in a checkout links to
-# it): usable from a stream's first samples, whatever its units (per-stream scaling).
-PACKAGED_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
 INPUTS = ("x", "h0")
 OUTPUTS = ("y_hat", "h_n")
 

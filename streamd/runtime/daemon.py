@@ -92,12 +92,15 @@ class Daemon:
 
     def _load_model(self) -> Forecaster:
         return Forecaster(
-            self.settings.model.path, intra_op_threads=self.settings.inference.intra_op_threads
+            self.settings.model.resolved_path(),
+            intra_op_threads=self.settings.inference.intra_op_threads,
         )
 
     def _set_model_info(self, model: Forecaster) -> None:
         card, s = model.card, self.settings
-        self.metrics.set_model(card.name, card.version, str(s.model.path), s.inference.mode)
+        self.metrics.set_model(
+            card.name, card.version, str(s.model.resolved_path()), s.inference.mode
+        )
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -171,7 +174,7 @@ class Daemon:
 
     def _reload_model(self) -> None:
         """SIGHUP: load and self-test ``model.path`` here; the worker swaps it in."""
-        path = self.settings.model.path
+        path = self.settings.model.resolved_path()
         running = self.worker.model.card
         self.notifier.reloading()
         log.info("reloading the model from %s", path)

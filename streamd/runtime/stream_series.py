@@ -57,8 +57,13 @@ class StreamSeries:
     def __contains__(self, stream: str) -> bool:
         return stream in self._exported
 
-    def update(self, now: float, updates: dict[str, tuple[float | None, bool, float]]) -> None:
-        """One batch's news: ``stream -> (score or None in warm-up, anomalous, seen at)``."""
+    def update(
+        self, now: float, updates: dict[str, tuple[float | None, bool, float]]
+    ) -> tuple[list[str], list[str]]:
+        """One batch's news: ``stream -> (score or None in warm-up, anomalous, seen at)``.
+        Returns the streams that got series and those that lost them."""
+        added: list[str] = []
+        removed: list[str] = []
         with self._lock:
             exported = self._exported
             weakest: tuple[tuple[int, float], str] | None = None
@@ -75,8 +80,10 @@ class StreamSeries:
                         if e.rank(now)[0] <= weakest[0][0]:
                             continue  # not of a higher class than the weakest exported
                         self._drop(weakest[1])
+                        removed.append(weakest[1])
                         weakest = None
                     exported[stream] = e
+                    added.append(stream)
                 elif score is not None:
                     if e.anomalous and not anomalous:
                         e.ended_at = now
@@ -86,12 +93,16 @@ class StreamSeries:
                     self.score.labels(stream).set(score)
                     self.anomalous.labels(stream).set(1.0 if e.anomalous else 0.0)
                 self.last_seen.labels(stream).set(seen_at)
+        return added, removed
 
-    def forget(self, stream: str) -> None:
-        """``stream`` is gone (evicted at the stream cap): its series go too."""
+    def forget(self, stream: str) -> bool:
+        """``stream`` is gone (evicted at the stream cap): its series go too; true if it had
+        them."""
         with self._lock:
             if stream in self._exported:
                 self._drop(stream)
+                return True
+            return False
 
     def _drop(self, stream: str) -> None:
         del self._exported[stream]

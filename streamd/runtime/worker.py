@@ -35,6 +35,7 @@ from streamd.core.pipeline import (
 )
 from streamd.runtime import snapshot
 from streamd.runtime.batcher import Batcher
+from streamd.runtime.homeassistant import HomeAssistant
 from streamd.runtime.logs import RateLimitedLog
 from streamd.runtime.metrics import Metrics
 from streamd.runtime.mqtt.messages import Outgoing
@@ -71,6 +72,7 @@ class Worker:
         self.metrics = metrics
         self.problems = problems
         self.snapshot_path = snapshot_path
+        self.homeassistant = HomeAssistant(settings) if settings.homeassistant.enabled else None
         self.heartbeat = time.monotonic()  # the loop's last sign of life (the watchdog reads it)
         self.batches = 0
         self._done = threading.Event()  # set at shutdown: drain what waits, then end
@@ -180,13 +182,19 @@ class Worker:
         for i in scored:  # after the warm-up rows: a stream's latest score wins
             s = batch[i]
             news[s.stream] = (float(res.score[i]), bool(res.anomalous[i]), s.received_at_s)
-        m.streams.update(now, news)
+        added, removed = m.streams.update(now, news)
+        if self.homeassistant is not None:
+            ha = self.homeassistant
+            items = [o for s in added for o in ha.announce(s)]
+            items += [o for s in removed for o in ha.withdraw(s)]
+            self.link.publish(items + ha.states(now, news, m.streams))
         if self.settings.alerts.publish_scores:
             self._publish_scores(batch, res, scored)
         if res.evicted:
             m.stream_evictions.inc(res.evicted)
-            for stream in res.evicted_ids:
-                m.streams.forget(stream)  # no stale per-stream series for a stream we dropped
+            for stream in res.evicted_ids:  # no stale per-stream series for a stream we dropped
+                if m.streams.forget(stream) and self.homeassistant is not None:
+                    self.link.publish(self.homeassistant.withdraw(stream))
         if res.gap_resets:
             m.stream_resets.inc(res.gap_resets)
         active = self.pipeline.active_streams

@@ -28,9 +28,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from streamd.config import Settings
+from streamd.config import PACKAGED_MODEL, Settings
 from streamd.core.csvdata import read_series
-from streamd.core.inference import PACKAGED_MODEL, Forecaster
+from streamd.core.inference import Forecaster
 from streamd.core.pipeline import build_pipeline
 from streamd.core.timestamps import parse_timestamp
 from streamd.errors import DataError, StreamdError

@@ -22,6 +22,7 @@ from streamd.runtime.mqtt.messages import LinkOptions
 
 log = logging.getLogger(__name__)
 MISC_INTERVAL_S = 1.0  # how often a link checks its keepalive
+ONLINE, OFFLINE = b"online", b"offline"  # availability payloads, retained on status_topic
 
 # Events the daemon turns into metrics and readiness (messages.LinkEvent).
 CONNECTED, DISCONNECTED, RECONNECTED, CONNECT_FAILED = (

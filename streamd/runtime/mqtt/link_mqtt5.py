@@ -29,6 +29,8 @@ from streamd.runtime.mqtt.link import (
     CONNECTED,
     DISCONNECTED,
     MISC_INTERVAL_S,
+    OFFLINE,
+    ONLINE,
     RECONNECTED,
     Backoff,
     Outbox,
@@ -121,11 +123,15 @@ class Mqtt5Link:
         self._reader.reset()
         self._out.clear()
         password = o.password.encode() if o.password is not None else None
+        will = None
+        if o.status_topic is not None:  # a dead streamd is visible over MQTT too
+            will = mqtt5.Will(o.status_topic, payload=OFFLINE, qos=mqtt5.QoS(1), retain=True)
         connect = mqtt5.ConnectPacket(
             o.client_id,
             username=o.username,
             password=password,
             clean_start=o.clean_start,
+            will=will,
             keep_alive=o.keepalive_s,
             session_expiry_interval=o.session_expiry_s,
         )
@@ -205,9 +211,11 @@ class Mqtt5Link:
         return bool(packet_id is not None or self._connected)
 
     def stop(self, timeout_s: float) -> None:
-        """Send what is queued (acknowledgements first), then DISCONNECT."""
+        """Send what is queued (acknowledgements first), ``offline``, then DISCONNECT."""
         if self._sock is None:
             return
+        if self.options.status_topic is not None and self._connected:
+            self.publish(self.options.status_topic, OFFLINE, 1, retain=True)
         self._send(framing.DISCONNECT)
         deadline = time.monotonic() + timeout_s
         while self._sock is not None and self._out:
@@ -285,6 +293,8 @@ class Mqtt5Link:
         self._send(mqtt5.SubscribePacket(self._packet_id(), filters).write())
         for data in self._inflight.values():  # unacknowledged publishes: again, in order
             self._send(data)
+        if o.status_topic is not None:
+            self.publish(o.status_topic, ONLINE, 1, retain=True)
         self.report(CONNECTED)
         log.info(
             "connected to %s:%d (session present: %s), subscribed to %s",

@@ -30,6 +30,8 @@ from streamd.runtime.mqtt.link import (
     CONNECTED,
     DISCONNECTED,
     MISC_INTERVAL_S,
+    OFFLINE,
+    ONLINE,
     RECONNECTED,
     Backoff,
     Outbox,
@@ -73,6 +75,8 @@ class PahoLink:
         )
         if options.username is not None:
             self.client.username_pw_set(options.username, options.password)
+        if options.status_topic is not None:  # a dead streamd is visible over MQTT too
+            self.client.will_set(options.status_topic, OFFLINE, qos=1, retain=True)
         if options.tls_ca_file is not None:
             try:
                 self.client.tls_set(
@@ -157,8 +161,10 @@ class PahoLink:
             self.client.loop_misc()
 
     def stop(self, timeout_s: float) -> None:
-        """Send what is queued (acknowledgements first), then DISCONNECT."""
+        """Send what is queued (acknowledgements first), ``offline``, then DISCONNECT."""
         client = self.client
+        if self.options.status_topic is not None and self._connected:
+            client.publish(self.options.status_topic, OFFLINE, qos=1, retain=True)
         client.disconnect()
         deadline = time.monotonic() + timeout_s
         while (sock := client.socket()) is not None and client.want_write():
@@ -207,6 +213,8 @@ class PahoLink:
         else:
             client.subscribe([(t, o.qos) for t in o.topics])
         self._connected = True
+        if o.status_topic is not None:
+            client.publish(o.status_topic, ONLINE, qos=1, retain=True)
         self.report(CONNECTED)
         log.info(
             "connected to %s:%d (session present: %s), subscribed to %s",

@@ -36,6 +36,7 @@ class LinkOptions:
     tls_cert_file: Path | None
     tls_key_file: Path | None
     max_payload_bytes: int
+    status_topic: str | None  # retained online / offline (last will); None: no availability
 
 
 @dataclass(frozen=True)

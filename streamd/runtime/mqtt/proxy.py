@@ -74,8 +74,12 @@ def link_options(settings: MqttSettings) -> LinkOptions:
         raise ConfigError(
             "mqtt.client", "the mqtt5 package is not installed (its wheels need Python 3.11+)"
         )
-    names = {f.name for f in fields(LinkOptions)} - {"password"}
-    return LinkOptions(password=settings.read_password(), **settings.model_dump(include=names))
+    names = {f.name for f in fields(LinkOptions)} - {"password", "status_topic"}
+    return LinkOptions(
+        password=settings.read_password(),
+        status_topic=settings.status_topic if settings.availability else None,
+        **settings.model_dump(include=names),
+    )
 
 
 class ReceiverError(StreamdError):
