@@ -27,5 +27,7 @@ $PY -m ruff check streamd training tests bench
 $PY -m ruff format --check streamd training tests bench
 echo "== mypy (streamd/)"
 $PY -m mypy streamd
+echo "== the CLI from a built wheel on CPython 3.10 and 3.13"
+bash scripts/smoke.sh
 echo "== pytest"
 $PY -m pytest -q "$@"

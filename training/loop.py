@@ -102,6 +102,7 @@ def fit(model: GRUForecaster, train: Windows, val: Windows, cfg: LoopConfig) -> 
             best_state = copy.deepcopy(model.state_dict())
         elif epoch - hist.best_epoch >= cfg.patience:
             hist.stopped_early = True
+            bar.set_description(f"stopped early at epoch {epoch} (best {hist.best_epoch})")
             break
     bar.close()
     model.load_state_dict(best_state)

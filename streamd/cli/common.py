@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import TypeAlias
 
 from streamd.core.timefeatures import PERIODS_S
@@ -33,3 +35,20 @@ def add_time_features(p: argparse.ArgumentParser, what: str) -> None:
         metavar="PERIOD",
         help=f"also feed the model each sample's phase in these periods: day, week {what}",
     )
+
+
+def writable(path: Path, flag: str, *, directory: bool = False) -> Path:
+    """``path`` if a file (or with ``directory``, a folder) can be written there, else
+    :class:`ConfigError` naming ``flag``: checked before the work, not after it."""
+    from streamd.errors import ConfigError
+
+    if path.exists() and path.is_dir() != directory:
+        raise ConfigError(flag, f"{path} is {'not ' if directory else ''}a directory")
+    existing = path if path.exists() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(flag, f"cannot write {path}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(flag, f"cannot write {path}: {existing} is not writable")
+    return path

@@ -12,6 +12,7 @@ from streamd.cli.common import (
     add_time_features,
     missing_extra,
     mode_override,
+    writable,
 )
 
 
@@ -37,6 +38,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
             raise
         trainer = train_for_evaluation
     settings = load_settings(Path(ns.config) if ns.config else None, mode_override(ns))
+    writable(Path(ns.out), "--out", directory=True)
     summary = evaluate(
         Path(ns.data),
         Path(ns.labels),

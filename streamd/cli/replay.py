@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from streamd.cli.common import SubParsers, mode_override
+from streamd.cli.common import SubParsers, mode_override, writable
 
 
 def cmd_replay(ns: argparse.Namespace) -> int:
@@ -13,11 +14,13 @@ def cmd_replay(ns: argparse.Namespace) -> int:
     from streamd.tools.replay import replay_csv, write_replay
 
     settings = load_settings(Path(ns.config) if ns.config else None, mode_override(ns))
-    r = replay_csv(settings, Path(ns.model), Path(ns.input))
-    from streamd.core.inference import Forecaster
+    output = writable(Path(ns.output), "--output")
 
-    features = Forecaster(ns.model).card.features
-    write_replay(Path(ns.output), r, features)
+    def progress(done: int, total: int) -> None:
+        print(f"  {done:,} of {total:,} rows", file=sys.stderr, flush=True)
+
+    r = replay_csv(settings, Path(ns.model), Path(ns.input), progress)
+    write_replay(output, r)
     n_alerts = int(r.scores.entered.sum())
     print(f"replayed {len(r.timestamps)} rows: {n_alerts} anomalies entered; wrote {ns.output}")
     return 0

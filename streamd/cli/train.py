@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from streamd.cli.common import TRAIN_EXTRA_HINT, SubParsers, add_time_features, missing_extra
+from streamd.cli.common import (
+    TRAIN_EXTRA_HINT,
+    SubParsers,
+    add_time_features,
+    missing_extra,
+    writable,
+)
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
@@ -18,6 +24,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
             print(f"streamd train {TRAIN_EXTRA_HINT} (missing module {e.name!r})", file=sys.stderr)
             return 3
         raise
+    writable(Path(ns.out), "--out")
+    writable(Path(ns.report), "--report", directory=True)
     opts = TrainOptions(
         data=ns.data,
         out=Path(ns.out),
@@ -46,10 +54,15 @@ def cmd_train(ns: argparse.Namespace) -> int:
     )
     result = train(opts)
     s = result.summary
+    stopped = (
+        f"stopped early at epoch {s['epochs_run']} (best {s['best_epoch']}: no better "
+        f"validation loss for {ns.patience} epochs)"
+        if s["stopped_early"]
+        else f"{s['epochs_run']} epochs (best {s['best_epoch']})"
+    )
     print(
         f"trained {s['name']} version {s['version']}: {s['parameters']} parameters, "
-        f"{s['epochs_run']} epochs (best {s['best_epoch']}), validation loss "
-        f"{s['validation_loss']:.4g}, {s['train_seconds']:.1f} s training"
+        f"{stopped}, validation loss {s['validation_loss']:.4g}, {s['train_seconds']:.1f} s"
     )
     print(
         f"parity: torch vs ONNX Runtime {result.parity.torch_vs_ort:.2e}, window vs stepwise "

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from streamd.tools.harness import (
     DEFAULT_MODEL,
     AlertCollector,
@@ -70,12 +72,58 @@ def match(
     return hit, false
 
 
+def picture(
+    path: Path,
+    scenario: Scenario,
+    series: dict[str, np.ndarray],
+    truth: list[Truth],
+    alerts: list[dict[str, Any]],
+) -> None:
+    """One panel per stream: its values, the injected anomaly (shaded) and where streamd
+    alerted (red: an anomaly opened, grey: resolved)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no screen needed
+    import matplotlib.pyplot as plt
+
+    streams = list(series)
+    cols = 2
+    rows = (len(streams) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(14, 2.2 * rows), squeeze=False)
+    by_stream = {t.stream: t for t in truth}
+    for ax, stream in zip(axes.flat, streams, strict=False):
+        values = series[stream]
+        x = np.arange(len(values))
+        ax.plot(x, values, lw=0.6, color="black")
+        t = by_stream.get(stream)
+        if t is not None:
+            ax.axvspan(t.start_index, t.end_index, color="tab:orange", alpha=0.3, label=t.kind)
+        for a in alerts:
+            if a["stream"] != stream:
+                continue
+            i = round((a["ts"] - scenario.start_s) / scenario.step_s)
+            if 0 <= i < len(values):
+                opened = a["state"] == "anomaly"
+                ax.plot(i, values[i], "v" if opened else "^", ms=7 if opened else 5,
+                        color="tab:red" if opened else "tab:grey")  # fmt: skip
+        ax.set_title(stream, fontsize=9)
+        if t is not None:
+            ax.legend(loc="upper left", fontsize=7)
+    for ax in list(axes.flat)[len(streams) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="streamd demo")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--streams", type=int, default=10)
     p.add_argument("--seconds", type=float, default=45.0, help="publishing time")
     p.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto")
+    p.add_argument("--picture", type=Path, default=Path("out/demo.png"), help="PNG to write")
     args = p.parse_args(argv)
 
     scenario = Scenario(
@@ -101,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             f"daemon: streamd run, model {args.model.name}, metrics on http://127.0.0.1:{hport}/metrics"
         )
         collector = AlertCollector(mport, echo=True)
-        _, truth = build(scenario)
+        series, truth = build(scenario)
         print(
             f"simulate: {args.streams} streams x {scenario.samples} samples at {rate:.0f} msg/s, "
             f"{len(truth)} injected anomalies ({', '.join(DEMO_KINDS)}); alerts as they arrive:"
@@ -112,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(3.0)
         collector.stop()
         hit, false = match(truth, collector.alerts, scenario.step_s)
+        picture(args.picture, scenario, series, truth, collector.alerts)
         print(f"\ninjected anomalies alerted: {len(hit)}/{len(truth)}")
         for t in truth:
             mark = "alerted" if t in hit else "MISSED "
@@ -143,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  active streams {m.get('streamd_active_streams', 0):.0f}, mean receipt-to-verdict "
             f"latency {lat_mean * 1000:.1f} ms, batches {m.get('streamd_batch_size_count', 0):.0f}"
         )
+        print(f"\npicture of every stream, its injected anomaly and its alerts: {args.picture}")
         return 0
     finally:
         for proc in reversed(procs):

@@ -23,7 +23,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
+from streamd.config import PACKAGED_MODEL
+
+DEFAULT_MODEL = PACKAGED_MODEL
 
 
 def free_port() -> int:

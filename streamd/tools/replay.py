@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +44,18 @@ class Replayed:
     timestamps: list[str]
     values: npt.NDArray[np.float64]
     scores: SeriesScores
+    features: list[str]
 
 
 def replay_series(
-    pipeline: Pipeline, ts_s: npt.NDArray[np.float64], values: npt.NDArray[np.float64]
+    pipeline: Pipeline,
+    ts_s: npt.NDArray[np.float64],
+    values: npt.NDArray[np.float64],
+    progress: Callable[[int, int], None] | None = None,
 ) -> SeriesScores:
-    """Score one series row by row; rejected or invalid rows carry the last score forward."""
+    """Score one series row by row; rejected or invalid rows carry the last score forward.
+
+    ``progress(rows done, rows)`` is called about every ten thousand rows."""
     n, f = values.shape
     score = np.full(n, np.nan)
     surprise = np.zeros(n)
@@ -71,6 +78,8 @@ def replay_series(
         error[rows] = res.error
         for j, i in enumerate(rows):
             status[i] = STATUS_NAMES[res.status[j]]
+        if progress is not None and (start // CHUNK) % 10 == 9:
+            progress(int(rows[-1]) + 1, n)
     # Rows without a score of their own take the last one before them (0 at the start).
     last_score, last_state = 0.0, False
     for i in range(n):
@@ -84,17 +93,21 @@ def replay_series(
     return SeriesScores(score, anomalous, entered, predicted, error, surprise, status)
 
 
-def replay_csv(settings: Settings, model_path: Path, input_csv: Path) -> Replayed:
+def replay_csv(
+    settings: Settings,
+    model_path: Path,
+    input_csv: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> Replayed:
     model = Forecaster(model_path, intra_op_threads=settings.inference.intra_op_threads)
     series = read_series(input_csv, model.card.features, keep_invalid=True)
     pipeline = build_pipeline(settings, model)
-    return Replayed(
-        series.timestamps, series.values, replay_series(pipeline, series.ts_s, series.values)
-    )
+    scores = replay_series(pipeline, series.ts_s, series.values, progress)
+    return Replayed(series.timestamps, series.values, scores, model.card.features)
 
 
-def write_replay(out: Path, replayed: Replayed, features: list[str]) -> None:
-    r = replayed.scores
+def write_replay(out: Path, replayed: Replayed) -> None:
+    r, features = replayed.scores, replayed.features
     one = len(features) == 1
     value_cols = ["value"] if one else [f"value_{f}" for f in features]
     pred_cols = ["predicted"] if one else [f"predicted_{f}" for f in features]
