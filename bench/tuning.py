@@ -8,6 +8,7 @@ score and the leave-one-file-out score of picking the best (docs/quality.md).
 
     python bench/tuning.py --grid bench/grids/scoring.json --out out/tuning
     python bench/tuning.py --grid G --out O --only leave150 leave300   # a few of them
+    python bench/tuning.py --grid G --out O --data out/nab-dev-short      # bench/short_corpus.py
 
 A grid file is JSON: ``{"candidates": {"name": {"settings": {...}, "args": [...]}}}``, or
 ``{"axes": {"scoring.threshold": [0.3, 0.5], ...}, "args": [...]}`` for the product of the
@@ -97,11 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--only", nargs="*", help="candidates to run (default: all)")
     ap.add_argument("--again", action="store_true", help="rerun candidates already run")
+    ap.add_argument("--by", default="source", help="what a fold leaves out: source, category")
     ns = ap.parse_args(argv)
     specs = candidates(json.loads(ns.grid.read_text()))
     names = ns.only or list(specs)
     dirs = [run(name, specs[name], ns) for name in names]
-    result = crossvalidate([load_run(d) for d in dirs])
+    result = crossvalidate([load_run(d) for d in dirs], ns.by)
     print(table(result))
     (ns.out / "crossval.json").write_text(json.dumps(result, indent=1))
     return 0

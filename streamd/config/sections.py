@@ -153,8 +153,8 @@ class InferenceSettings(Section):
     stream_backlog_max: int = Field(
         1_000,
         ge=1,
-        description="most samples one stream may have waiting that way; a stream that keeps "
-        "sending faster has its newest dropped (result rate_limited)",
+        description="most samples one stream may have waiting that way; beyond it a stream's "
+        "newest QoS 0 samples are dropped (result rate_limited); QoS 1 and 2 ones wait",
     )
     intra_op_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads")
 

@@ -3,8 +3,8 @@
 A sample's way from the ``mqtt-reader`` thread to the pipeline, as one object
 (:class:`Batcher`) that the worker asks for its next batch:
 
-1. :class:`SampleQueue`, the bounded hand-off: the reader thread puts, never waiting on
-   inference; a full queue refuses (the caller counts the drop).
+1. :class:`SampleQueue`, the bounded hand-off: the reader thread puts, and waits while it
+   is full (back-pressure reaches the broker; nothing is dropped here).
 2. :class:`~streamd.runtime.reorder.ReorderBuffer` holds each sample
    ``state.reorder_window_ms`` after its arrival (and for a while after each reconnect)
    and releases each stream's samples in timestamp order.
