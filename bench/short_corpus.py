@@ -18,6 +18,7 @@ positive).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from datetime import datetime
@@ -33,7 +34,7 @@ def pieces(n: int, rows: int) -> list[tuple[int, int]]:
     """[start, stop) row ranges of about ``rows`` rows covering ``n`` rows."""
     k = max(1, int(n / rows)) if n >= 1.5 * rows else 1
     bounds = [round(i * n / k) for i in range(k + 1)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return list(itertools.pairwise(bounds))
 
 
 def windows(stamps: list[str], anomalies: list[str]) -> list[list[str]]:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     (ns.out / "labels.json").write_text(
         json.dumps(
             {
-                "source": f"{ns.data} cut into pieces of about {ns.rows} rows (bench/short_corpus.py)",
+                "source": f"{ns.data} cut into pieces of {ns.rows} rows (bench/short_corpus.py)",
                 "windows": out_windows,
                 "anomalies": out_anomalies,
             },

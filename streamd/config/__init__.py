@@ -1,9 +1,11 @@
 """The daemon's configuration: one pydantic-settings tree, checked at start.
 
-:mod:`.sections` holds every section and default, :mod:`.topics` the MQTT naming rules the
-topic settings are checked by, :mod:`.load` the sources and their precedence.
+:mod:`.sections` holds every section and default (:mod:`.cluster` the scale-out one),
+:mod:`.topics` the MQTT naming rules the topic settings are checked by, :mod:`.load` the
+sources and their precedence.
 """
 
+from streamd.config.cluster import ClusterSettings
 from streamd.config.load import DEFAULT_CONFIG_PATH, Settings, defaults_as_toml, load_settings
 from streamd.config.sections import (
     DEFAULT_HTTP_PORT,
@@ -24,6 +26,7 @@ __all__ = [
     "DEFAULT_HTTP_PORT",
     "PACKAGED_MODEL",
     "AlertSettings",
+    "ClusterSettings",
     "HomeAssistantSettings",
     "HttpSettings",
     "InferenceSettings",

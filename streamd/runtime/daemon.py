@@ -29,6 +29,7 @@ from streamd.runtime.logs import RateLimitedLog
 from streamd.runtime.metrics import Metrics
 from streamd.runtime.mqtt.proxy import MqttProxy
 from streamd.runtime.notify import Notifier
+from streamd.runtime.state_store import StateStore
 from streamd.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class Daemon:
             self.link,
             self.metrics,
             problems,
-            settings.state.resolved_snapshot_path(env),
+            StateStore.from_settings(settings, env, self.link.partition_of, self.metrics, problems),
         )
         self.worker.restore_snapshot()
         self.http = (

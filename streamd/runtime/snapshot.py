@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +41,7 @@ class SnapshotDamaged(Exception):
 
 @dataclass(frozen=True)
 class Restored:
-    streams: int
+    streams: list[str]
     open_alerts: int
     saved_at: float
 
@@ -81,12 +81,15 @@ def _header(p: Pipeline) -> dict[str, object]:
     }
 
 
-def save(pipeline: Pipeline, path: Path) -> int:
-    """Write ``pipeline``'s state to ``path`` atomically; returns the bytes written.
+def save(pipeline: Pipeline, path: Path, keep: Callable[[str], bool] | None = None) -> int:
+    """Write the state of ``pipeline``'s streams (those ``keep`` accepts, if given) to
+    ``path`` atomically; returns the bytes written.
 
     Raises OSError (read-only or full disk, missing directory): the caller counts and logs.
     """
     items = pipeline.table.items()
+    if keep is not None:
+        items = [(stream, slot) for stream, slot in items if keep(stream)]
     ids = [stream for stream, _ in items]
     slots = np.array([slot for _, slot in items], np.int64)
     arrays: dict[str, np.ndarray] = {}
@@ -136,7 +139,8 @@ def save(pipeline: Pipeline, path: Path) -> int:
 
 
 def load(pipeline: Pipeline, path: Path) -> Restored:
-    """Restore the streams in ``path`` into an empty ``pipeline``.
+    """Restore the streams in ``path`` into ``pipeline`` (empty, or holding other streams:
+    partition snapshots load one after the other).
 
     Raises :class:`SnapshotMismatch` when it belongs to another model version, mode or
     format, and :class:`SnapshotDamaged` when it cannot be read, whatever the damage (the
@@ -185,4 +189,4 @@ def _load(pipeline: Pipeline, path: Path) -> Restored:
         alert = OpenAlert(a["alert_id"], a["start_ts"], a["peak"], c.copy(), a["n"])
         pipeline.alerts.open[slot, source] = alert
         restored += 1
-    return Restored(len(keep), restored, float(header["saved_at"]))
+    return Restored(keep, restored, float(header["saved_at"]))

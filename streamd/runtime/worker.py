@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -33,12 +31,12 @@ from streamd.core.pipeline import (
     BatchResult,
     build_pipeline,
 )
-from streamd.runtime import snapshot
 from streamd.runtime.batcher import Batcher
 from streamd.runtime.homeassistant import HomeAssistant
 from streamd.runtime.logs import RateLimitedLog
 from streamd.runtime.metrics import Metrics
 from streamd.runtime.mqtt.messages import Outgoing
+from streamd.runtime.state_store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +60,7 @@ class Worker:
         link: Link,
         metrics: Metrics,
         problems: RateLimitedLog,
-        snapshot_path: Path | None,
+        store: StateStore,
     ) -> None:
         self.settings = settings
         self.model = model
@@ -71,7 +69,7 @@ class Worker:
         self.link = link
         self.metrics = metrics
         self.problems = problems
-        self.snapshot_path = snapshot_path
+        self.store = store
         self.homeassistant = HomeAssistant(settings) if settings.homeassistant.enabled else None
         self.heartbeat = time.monotonic()  # the loop's last sign of life (the watchdog reads it)
         self.batches = 0
@@ -260,66 +258,10 @@ class Worker:
     # -- state snapshots -----------------------------------------------------------------
 
     def restore_snapshot(self) -> None:
-        """Resume from the snapshot at start, if there is one of this model and mode."""
-        path = self.snapshot_path
-        if path is None:
-            log.info("no state snapshots (set state.snapshot_path or run under systemd)")
-            return
-        if not path.exists():
-            log.info("no state snapshot at %s yet; streams start cold", path)
-            return
-        try:
-            got = snapshot.load(self.pipeline, path)
-        except (snapshot.SnapshotMismatch, snapshot.SnapshotDamaged) as e:
-            self.metrics.snapshot_discarded.inc()
-            self.pipeline = build_pipeline(self.settings, self.model)  # drop partial restores
-            if isinstance(e, snapshot.SnapshotMismatch):
-                log.warning("state snapshot %s not loaded: %s; streams start cold", path, e)
-                return
-            aside = path.with_name(path.name + ".bad")
-            try:
-                os.replace(path, aside)
-                where = f"moved to {aside}"
-            except OSError as err:
-                where = f"not moved aside ({err.strerror})"
-            log.error("state snapshot %s is damaged (%s), %s; streams start cold", path, e, where)
-            return
-        future = self.pipeline.reset_streams_after(
-            time.time() + self.settings.state.max_clock_skew_s
-        )
-        if future:
-            self.metrics.stream_resets.inc(len(future))
-            log.warning(
-                "%d restored streams had a last sample in the future (e.g. %r): reset to warm-up",
-                len(future),
-                future[0],
-            )
-        self.metrics.snapshot_restored_streams.set(got.streams - len(future))
-        self.metrics.active_streams.set(self.pipeline.active_streams)
-        log.info(
-            "restored %d streams (%d open alerts) from %s, written %.0f s ago",
-            got.streams,
-            got.open_alerts,
-            path,
-            time.time() - got.saved_at,
+        """Resume from the snapshots at start, those of this model and mode."""
+        self.pipeline = self.store.restore(
+            self.pipeline, lambda: build_pipeline(self.settings, self.model)
         )
 
     def write_snapshot(self) -> None:
-        path = self.snapshot_path
-        if path is None:
-            return
-        t0 = time.perf_counter()
-        try:
-            size = snapshot.save(self.pipeline, path)
-        except OSError as e:
-            self.metrics.snapshot_writes.labels("failed").inc()
-            self.problems.error("snapshot", "cannot write state snapshot %s: %s", path, e)
-            return
-        self.metrics.snapshot_writes.labels("ok").inc()
-        self.metrics.snapshot_last_success.set(time.time())
-        log.debug(
-            "snapshot of %d streams, %d bytes, in %.1f ms",
-            self.pipeline.active_streams,
-            size,
-            (time.perf_counter() - t0) * 1000,
-        )
+        self.store.write(self.pipeline)

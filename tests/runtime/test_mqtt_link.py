@@ -40,6 +40,7 @@ def options(
         tls_cert_file=None,
         tls_key_file=None,
         max_payload_bytes=4096,
+        status_topic=None,
     )
 
 

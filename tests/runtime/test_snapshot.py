@@ -42,7 +42,7 @@ def test_restored_pipeline_scores_exactly_like_the_one_that_kept_running(
     assert snapshot.save(p, path) > 0
     q = make(tiny_model, mode, history_warmup=40)
     got = snapshot.load(q, path)
-    assert (got.streams, got.open_alerts) == (3, len(p.alerts.open))
+    assert (len(got.streams), got.open_alerts) == (3, len(p.alerts.open))
 
     kept, restored = p.process(rest), q.process(rest)
     assert np.all(restored.status == SCORED)  # no second warm-up
@@ -83,7 +83,7 @@ def test_a_smaller_stream_cap_keeps_the_most_recent_streams(tiny_model, tmp_path
     p, _, _ = fed(tiny_model, "window", n=30)
     snapshot.save(p, tmp_path / "s.npz")
     q = make(tiny_model, "window", max_streams=2)
-    assert snapshot.load(q, tmp_path / "s.npz").streams == 2
+    assert snapshot.load(q, tmp_path / "s.npz").streams == ["b", "c"]
     assert [s for s, _ in q.table.items()] == ["b", "c"]
 
 
@@ -153,6 +153,22 @@ def test_the_seasonal_profile_survives_a_restart_and_older_snapshots_still_load(
     plain, _, _ = fed(tiny_model, "step")  # taken without the profile
     snapshot.save(plain, path)
     r = make(tiny_model, "step", history_warmup=40, profile="day")
-    assert snapshot.load(r, path).streams == 3
+    assert snapshot.load(r, path).streams == ["a", "b", "c"]
     assert r.profile is not None and not r.profile.seen.any()  # learnt afresh
     assert np.all(r.process(rest).status == SCORED)  # the forecast history was restored
+
+
+def test_partition_snapshots_hold_their_own_streams_and_load_side_by_side(
+    tiny_model, tmp_path: Path
+) -> None:
+    p, _, _ = fed(tiny_model, "window", n=30)
+    part = {"a": 0, "b": 1, "c": 1}
+    for k in (0, 1):
+        snapshot.save(p, tmp_path / f"partition-{k}.npz", lambda s, k=k: part[s] == k)
+    q = make(tiny_model, "window")
+    assert snapshot.load(q, tmp_path / "partition-1.npz").streams == ["b", "c"]
+    assert snapshot.load(q, tmp_path / "partition-0.npz").streams == ["a"]
+    assert sorted(s for s, _ in q.table.items()) == ["a", "b", "c"]
+    for stream in "abc":  # each stream's state is its own, whichever file it came from
+        mine, theirs = p.table.lookup(stream).slot, q.table.lookup(stream).slot
+        assert p.state.last_ts[mine] == q.state.last_ts[theirs]

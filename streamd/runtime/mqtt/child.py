@@ -21,6 +21,11 @@ With ``mqtt.receiver = "thread"`` the same loop runs on a thread of the daemon i
 (:func:`serve` with ``own_process=False``), over the same socket pair: one process, less
 resident memory, and paho back on the daemon's GIL (docs/performance.md has both).
 
+Partitioned (``[cluster]``), the receiver holds one link per owned partition, each the MQTT
+session of its partition, all in the same ``select``: what arrives is tagged with its link
+(:func:`~streamd.runtime.mqtt.messages.tag`), so acknowledgements go back over the link the
+message came by, and the first link publishes.
+
 What goes over the pipe is typed (:mod:`streamd.runtime.mqtt.messages`): ``Received``,
 ``LinkEvent``, ``Published``, ``Paused``, ``Started`` and ``Fatal`` to the daemon; ``Init``,
 ``Ack``, ``Publish``, ``Pause`` and ``Stop`` from it.
@@ -34,11 +39,14 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from streamd.runtime.logs import RateLimitedLog, setup_logging
 from streamd.runtime.mqtt.link import Link, open_link
 from streamd.runtime.mqtt.messages import (
+    LINK_SHIFT,
+    PACKET_MASK,
     Ack,
     Fatal,
     Init,
@@ -53,6 +61,7 @@ from streamd.runtime.mqtt.messages import (
     Stop,
     TooLarge,
     ToReceiver,
+    tag,
     unknown,
 )
 from streamd.runtime.mqtt.pipe import Pipe, PipeClosed
@@ -122,39 +131,83 @@ class Outbox:
         self.pipe.send(Paused())
 
 
-class ReceiveLoop:
-    """The loop: broker socket and pipe in one ``select``; returns the exit code."""
+class LinkOutbox:
+    """One link's way into the shared :class:`Outbox` when a receiver has several (one per
+    partition, ``[cluster]``): its index tagged onto every packet id, so acknowledgements
+    find their way back, and its partition's topic prefix cut off every topic.
 
-    def __init__(self, pipe: Pipe, link: Link, outbox: Outbox) -> None:
+    >>> class Box:
+    ...     def put(self, *a): print(a)
+    >>> LinkOutbox(Box(), 2, "p/2/").put("p/2/sensors/a", b"1", 0.0, 7, 1)  # doctest: +ELLIPSIS
+    ('sensors/a', b'1', 0.0, 131079, 1)
+    """
+
+    def __init__(self, outbox: Outbox, index: int, prefix: str) -> None:
+        self.outbox, self.index, self.prefix, self.cut = outbox, index, prefix, len(prefix)
+
+    def _topic(self, topic: str | None) -> str | None:
+        if topic is not None and self.cut and topic.startswith(self.prefix):
+            return topic[self.cut :]
+        return topic
+
+    def put(
+        self,
+        topic: str | None,
+        payload: bytes | bytearray,
+        received_at_s: float,
+        mid: int,
+        qos: int,
+    ) -> None:
+        self.outbox.put(self._topic(topic), payload, received_at_s, tag(self.index, mid), qos)
+
+    def too_large(
+        self, topic: str | None, size: int, received_at_s: float, mid: int, qos: int
+    ) -> None:
+        self.outbox.too_large(self._topic(topic), size, received_at_s, tag(self.index, mid), qos)
+
+
+class ReceiveLoop:
+    """The loop: the links' sockets and the pipe in one ``select``; returns the exit code.
+
+    The first link also publishes (alerts, availability); usually it is the only one.
+    """
+
+    def __init__(self, pipe: Pipe, links: list[Link], outbox: Outbox) -> None:
         self.pipe = pipe
-        self.link = link
+        self.links = links
         self.outbox = outbox
 
     def run(self) -> int:
-        pipe, link, outbox = self.pipe, self.link, self.outbox
-        link.start()
+        pipe, links, outbox = self.pipe, self.links, self.outbox
+        for link in links:
+            link.start()
         while True:
             now = time.monotonic()
-            link.connect_if_due(now)
-            sock = link.socket()
             readable: list[Any] = [pipe.sock]
             writable: list[Any] = [pipe.sock] if pipe.pending_output() else []
             backed_up = pipe.backed_up()
-            if sock is not None:
-                if not backed_up:
-                    readable.append(sock)
-                if link.want_write():
-                    writable.append(sock)
-            timeout = min(outbox.due_in(now), link.due_in(now))
-            # TLS may hold decrypted bytes that select cannot see
-            tls_pending = sock is not None and not backed_up and link.pending()
-            if tls_pending:
-                timeout = 0.0
+            timeout = outbox.due_in(now)
+            socks = []
+            for link in links:
+                link.connect_if_due(now)
+                sock = link.socket()
+                # TLS may hold decrypted bytes that select cannot see
+                pending = sock is not None and not backed_up and link.pending()
+                socks.append((link, sock, pending))
+                if sock is not None:
+                    if not backed_up:
+                        readable.append(sock)
+                    if link.want_write():
+                        writable.append(sock)
+                timeout = 0.0 if pending else min(timeout, link.due_in(now))
             ready_r, ready_w, _ = select.select(readable, writable, [], timeout)
-            if sock is not None and (tls_pending or sock in ready_r):
-                link.read()
-            if sock is not None and link.socket() is sock and link.want_write():
-                link.write()  # acknowledgements and publishes go out at once
+            for link, sock, pending in socks:
+                if sock is None:
+                    continue
+                if pending or sock in ready_r:
+                    link.read()
+                if link.socket() is sock and link.want_write():
+                    link.write()  # acknowledgements and publishes go out at once
             try:
                 if pipe.sock in ready_w:
                     pipe.write_some()
@@ -167,17 +220,31 @@ class ReceiveLoop:
                     outbox.flush()
             except PipeClosed:  # the daemon is gone: nothing to acknowledge for
                 return 0
-            link.misc_if_due(now)
+            for link in links:
+                link.misc_if_due(now)
+
+    def _ack(self, mids: list[int], qos: list[int]) -> None:
+        if len(self.links) == 1:
+            self.links[0].ack(mids, qos)  # tag(0, id) is the id itself
+            return
+        by_link: dict[int, tuple[list[int], list[int]]] = {}
+        for mid, q in zip(mids, qos, strict=True):
+            ids, qs = by_link.setdefault(mid >> LINK_SHIFT, ([], []))
+            ids.append(mid & PACKET_MASK)
+            qs.append(q)
+        for index, (ids, qs) in by_link.items():
+            self.links[index].ack(ids, qs)
 
     def _obey(self, command: ToReceiver) -> bool:
         """Carry out one command from the daemon; true when it says stop."""
         match command:
             case Ack(mids, qos):
-                self.link.ack(mids, qos)
+                self._ack(mids, qos)
             case Publish(items):
                 results = []
+                first = self.links[0]
                 for item in items:
-                    ok = self.link.publish(item.topic, item.payload, item.qos, item.retain)
+                    ok = first.publish(item.topic, item.payload, item.qos, item.retain)
                     if item.label is not None:  # alerts: the daemon counts them
                         results.append(PublishResult(item.label, ok, item.topic))
                 if results:
@@ -185,7 +252,8 @@ class ReceiveLoop:
             case Pause():
                 self.outbox.pause()
             case Stop():
-                self.link.stop(STOP_TIMEOUT_S)
+                for link in self.links:
+                    link.stop(STOP_TIMEOUT_S)
                 self.pipe.drain(STOP_TIMEOUT_S)
                 return True
             case Init():
@@ -193,6 +261,13 @@ class ReceiveLoop:
             case _:
                 unknown(command)
         return False
+
+
+def _reporter(pipe: Pipe, index: int) -> Callable[[str], None]:
+    def report(event: str) -> None:
+        pipe.send(LinkEvent(event, index))
+
+    return report
 
 
 def serve(sock: socket.socket, *, own_process: bool = True) -> int:
@@ -214,20 +289,21 @@ def serve(sock: socket.socket, *, own_process: bool = True) -> int:
     if own_process:
         setup_logging(init.log_level, init.log_format)
     outbox = Outbox(pipe)
-
-    def report(event: str) -> None:
-        pipe.send(LinkEvent(event))
-
     problems = RateLimitedLog(log, init.per_message_interval_s)
+    links = []
     try:
-        link = open_link(init.options, outbox, report, problems)
+        for index, options in enumerate(init.options):
+            way: Outbox | LinkOutbox = outbox
+            if len(init.options) > 1 or options.topic_prefix:
+                way = LinkOutbox(outbox, index, options.topic_prefix)
+            links.append(open_link(options, way, _reporter(pipe, index), problems))
     except (OSError, ValueError) as e:  # TLS files, chiefly: say which and why
         pipe.send(Fatal(f"{type(e).__name__}: {e}"))
         pipe.drain(STOP_TIMEOUT_S)
         return 1
     pipe.send(Started())
     try:
-        return ReceiveLoop(pipe, link, outbox).run()
+        return ReceiveLoop(pipe, links, outbox).run()
     except PipeClosed:
         return 0
 

@@ -37,6 +37,9 @@ class LinkOptions:
     tls_key_file: Path | None
     max_payload_bytes: int
     status_topic: str | None  # retained online / offline (last will); None: no availability
+    # what the broker's partition mapping put before every topic this link subscribes to
+    # (``cluster.topic_prefix``): stripped from what arrives, so streams keep their topics
+    topic_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ class Received:
     """Messages from the broker in arrival order, one column per field.
 
     ``topics[i]`` is None when the topic is not UTF-8; ``received_at_s`` is epoch seconds;
-    ``mids``/``qos`` are the packet id and QoS to acknowledge.
+    ``mids``/``qos`` are what to acknowledge: the packet id, tagged with the link it came
+    over (:func:`tag`).
     """
 
     topics: list[str | None] = field(default_factory=list)
@@ -92,10 +96,11 @@ class PublishResult:
 
 @dataclass(frozen=True)
 class LinkEvent:
-    """The connection changed: ``connected``, ``disconnected``, ``reconnected`` or
-    ``connect_failed`` (:mod:`streamd.runtime.mqtt.link`)."""
+    """Link ``link``'s connection changed: ``connected``, ``disconnected``, ``reconnected``
+    or ``connect_failed`` (:mod:`streamd.runtime.mqtt.link`)."""
 
     name: str
+    link: int = 0
 
 
 @dataclass(frozen=True)
@@ -125,9 +130,9 @@ class Fatal:
 
 @dataclass(frozen=True)
 class Init:
-    """The first message: how to connect and log."""
+    """The first message: how to connect (one link each; the first also publishes) and log."""
 
-    options: LinkOptions
+    options: list[LinkOptions]
     log_level: str
     log_format: str
     per_message_interval_s: float
@@ -158,6 +163,21 @@ class Stop:
 
 ToDaemon = Received | TooLarge | LinkEvent | Published | Paused | Started | Fatal
 ToReceiver = Init | Ack | Publish | Pause | Stop
+
+
+# A packet id is 16 bits; the bits above say which link of the receiver it came over, so an
+# acknowledgement finds its way back without the daemon knowing about links.
+LINK_SHIFT = 16
+PACKET_MASK = (1 << LINK_SHIFT) - 1
+
+
+def tag(link: int, packet_id: int) -> int:
+    """What the daemon acknowledges ``packet_id`` of link ``link`` by.
+
+    >>> tag(2, 7) >> LINK_SHIFT, tag(2, 7) & PACKET_MASK, tag(0, 7)
+    (2, 7, 7)
+    """
+    return link << LINK_SHIFT | packet_id
 
 
 def unknown(message: NoReturn) -> NoReturn:

@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from multiprocessing.connection import Connection
 from typing import Protocol
 
@@ -35,6 +35,7 @@ from streamd.runtime.mqtt.link import (
     mqtt5_available,
 )
 from streamd.runtime.mqtt.messages import (
+    LINK_SHIFT,
     Ack,
     Fatal,
     Init,
@@ -63,7 +64,7 @@ STOP_TIMEOUT_S = 10.0
 
 
 def link_options(settings: MqttSettings) -> LinkOptions:
-    """The receiver's options from ``[mqtt]``. Reads the password file and checks the TLS
+    """One link's options from ``[mqtt]``. Reads the password file and checks the TLS
     files now, so that a bad one fails the start with its field's name (the receiver
     starts later)."""
     for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
@@ -80,6 +81,27 @@ def link_options(settings: MqttSettings) -> LinkOptions:
         status_topic=settings.status_topic if settings.availability else None,
         **settings.model_dump(include=names),
     )
+
+
+def links_options(settings: Settings) -> list[LinkOptions]:
+    """Every link of the receiver: one, or with ``[cluster]`` one per owned partition, each
+    its partition's session subscribing to ``mqtt.topics`` under the partition's prefix.
+    The first link says the instance's availability and publishes its alerts."""
+    one = link_options(settings.mqtt)
+    cluster = settings.cluster
+    owned = cluster.owned_partitions()
+    if not owned:
+        return [one]
+    return [
+        replace(
+            one,
+            client_id=cluster.client_id(k),
+            topics=[cluster.prefix(k) + t for t in one.topics],
+            topic_prefix=cluster.prefix(k),
+            status_topic=one.status_topic if i == 0 else None,
+        )
+        for i, k in enumerate(owned)
+    ]
 
 
 class ReceiverError(StreamdError):
@@ -114,7 +136,13 @@ class MqttProxy:
         problems: RateLimitedLog,
         on_lost: Callable[[], None],
     ) -> None:
-        self.options = link_options(settings.mqtt)
+        self.options = links_options(settings)
+        # partitioned: the partition each stream came from (by the link it came over), for
+        # the partition snapshots; written here, read by the worker
+        owned = settings.cluster.owned_partitions()
+        self.partition_of_link = owned
+        self.partition_of: dict[str, int] = {}
+        self._up: set[int] = set()  # links connected
         self.receiver_kind = settings.mqtt.receiver
         self.ack_after_scoring = settings.mqtt.ack_after_scoring
         self.logging = settings.logging
@@ -224,8 +252,8 @@ class MqttProxy:
                     self._take(message)
                 case TooLarge():
                     self._too_large(message)
-                case LinkEvent(name):
-                    self._event(name)
+                case LinkEvent(name, link):
+                    self._event(name, link)
                 case Published(results):
                     self._published(results)
                 case Paused():
@@ -258,6 +286,7 @@ class MqttProxy:
         when acknowledging on receipt)."""
         m, parse, put, problems = self.metrics, self.parser.parse, self.sink.put, self.problems
         later = self.ack_after_scoring
+        partitions, partition_of = self.partition_of_link, self.partition_of
         now_acks: list[tuple[int, int]] = []
         for topic, payload, received, mid, qos in zip(
             batch.topics, batch.payloads, batch.received_at_s, batch.mids, batch.qos, strict=True
@@ -276,6 +305,8 @@ class MqttProxy:
                 if qos:
                     now_acks.append((mid, qos))
                 continue
+            if partitions:
+                partition_of[sample.stream] = partitions[mid >> LINK_SHIFT]
             if not put(sample):  # waits while the queue is full; False only when stopping
                 self.left_to_broker += 1  # neither scored nor acknowledged: redelivered
             elif qos and not hold:
@@ -293,12 +324,16 @@ class MqttProxy:
         if m.qos:
             self._send(Ack([m.mid], [m.qos]))
 
-    def _event(self, name: str) -> None:
+    def _event(self, name: str, link: int) -> None:
+        """Connected means every link is (each holds partitions nobody else reads)."""
         m = self.metrics
         if name == CONNECTED:
-            self.connected.set()
-            m.mqtt_connected.set(1)
+            self._up.add(link)
+            if len(self._up) == len(self.options):
+                self.connected.set()
+                m.mqtt_connected.set(1)
         elif name == DISCONNECTED:
+            self._up.discard(link)
             self.connected.clear()
             m.mqtt_connected.set(0)
         elif name == RECONNECTED:
