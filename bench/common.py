@@ -8,6 +8,7 @@ A bench script imports it as ``from common import ...`` (``python bench/X.py`` p
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -167,3 +168,16 @@ def quantile(m: dict[str, float], name: str, q: float) -> float:
 
 def processed(m: dict[str, float]) -> float:
     return sum(v for k, v in m.items() if k.startswith("streamd_messages_total{"))
+
+
+def rate_between(samples: list[tuple[float, float]], lo: float, hi: float) -> float:
+    """Messages per second between the counts ``lo`` and ``hi``, interpolating the
+    ``(time, count)`` samples of a scrape loop."""
+
+    def when(target: float) -> float:
+        for (t0, n0), (t1, n1) in itertools.pairwise(samples):
+            if n0 <= target <= n1 and n1 > n0:
+                return t0 + (t1 - t0) * (target - n0) / (n1 - n0)
+        raise ValueError(f"the count never reached {target:.0f}")
+
+    return (hi - lo) / (when(hi) - when(lo))

@@ -25,7 +25,6 @@ Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import multiprocessing as mp
 import signal
@@ -44,6 +43,7 @@ from common import (
     fast_loads,
     machine,
     processed,
+    rate_between,
     rss_mb,
     start_publishers,
 )
@@ -148,19 +148,6 @@ def preload(port: int, qos: int, streams: int, count: int, publishers: int) -> N
     pubs = start_publishers(port, qos, streams, count, publishers, seconds=600)
     for p in pubs:
         p.join(660)
-
-
-def rate_between(samples: list[tuple[float, float]], lo: float, hi: float) -> float:
-    """Messages per second between the counts ``lo`` and ``hi``, interpolating the
-    ``(time, count)`` samples of a scrape loop."""
-
-    def when(target: float) -> float:
-        for (t0, n0), (t1, n1) in itertools.pairwise(samples):
-            if n0 <= target <= n1 and n1 > n0:
-                return t0 + (t1 - t0) * (target - n0) / (n1 - n0)
-        raise ValueError(f"the count never reached {target:.0f}")
-
-    return (hi - lo) / (when(hi) - when(lo))
 
 
 def daemon_env(case: Drain, streams: int) -> dict[str, str]:

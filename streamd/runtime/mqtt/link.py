@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 MISC_INTERVAL_S = 1.0  # how often a link checks its keepalive
 ONLINE, OFFLINE = b"online", b"offline"  # availability payloads, retained on status_topic
 
-# Events the daemon turns into metrics and readiness (messages.LinkEvent).
+# Events the daemon turns into metrics and readiness (messages.LinkEvent); CONNECTED comes
+# once the subscriptions are acknowledged, so ready means messages will arrive.
 CONNECTED, DISCONNECTED, RECONNECTED, CONNECT_FAILED = (
     "connected",
     "disconnected",

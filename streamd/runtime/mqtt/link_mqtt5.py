@@ -268,6 +268,7 @@ class Mqtt5Link:
             refused = [c for c in packet.reason_codes if int(c) >= 0x80]
             if refused:
                 log.error("the broker refused subscriptions: %s", [c.name for c in refused])
+            self.report(CONNECTED)  # subscribed: ready means messages will come
         elif kind is mqtt5.DisconnectPacket:
             self._lost(f"the broker disconnected: {packet.reason_code.name}")
 
@@ -295,7 +296,6 @@ class Mqtt5Link:
             self._send(data)
         if o.status_topic is not None:
             self.publish(o.status_topic, ONLINE, 1, retain=True)
-        self.report(CONNECTED)
         log.info(
             "connected to %s:%d (session present: %s), subscribed to %s",
             o.host,

@@ -94,6 +94,7 @@ class PahoLink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_subscribe = self._on_subscribe
         # paho's own errors (a TLS alert from the broker, say) name the cause of a failed
         # connection; its per-packet debug lines would flood the log, so WARNING and up only.
         paho_log = logging.getLogger("streamd.paho")
@@ -215,7 +216,6 @@ class PahoLink:
         self._connected = True
         if o.status_topic is not None:
             client.publish(o.status_topic, ONLINE, qos=1, retain=True)
-        self.report(CONNECTED)
         log.info(
             "connected to %s:%d (session present: %s), subscribed to %s",
             o.host,
@@ -223,6 +223,15 @@ class PahoLink:
             getattr(flags, "session_present", "?"),
             ", ".join(o.topics),
         )
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
+        """Subscribed (the only SUBSCRIBE is at connect): ready means messages will come."""
+        refused = [r for r in reasons if r.is_failure]
+        if refused:
+            log.error("the broker refused subscriptions: %s", refused)
+        self.report(CONNECTED)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self.report(CONNECT_FAILED)
