@@ -7,7 +7,6 @@ A bench script imports it as ``from common import ...`` (``python bench/X.py`` p
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import multiprocessing as mp
@@ -20,9 +19,12 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+# re-exported: the benches take them from here
+from streamd.tools.harness import process_tree as process_tree
+from streamd.tools.harness import rss_mb as rss_mb
+
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_767_225_600
-PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -119,18 +121,6 @@ def fast_loads() -> Any:
         return json.loads
 
 
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants: streamd's MQTT receiver is a child process, and its CPU
-    and memory are the daemon's too. A thread may end while it is read: it has no children."""
-    pids, i = [pid], 0
-    while i < len(pids):
-        for task in Path(f"/proc/{pids[i]}/task").glob("*/children"):
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                pids.extend(int(c) for c in task.read_text().split())
-        i += 1
-    return pids
-
-
 def cpu_seconds(pid: int, *, tree: bool = True) -> float:
     """User and system CPU of ``pid`` and (unless ``tree`` is false) its descendants."""
     total = 0
@@ -138,12 +128,6 @@ def cpu_seconds(pid: int, *, tree: bool = True) -> float:
         fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
     return total / TICKS
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and its descendants."""
-    pages = sum(int(Path(f"/proc/{p}/statm").read_text().split()[1]) for p in process_tree(pid))
-    return pages * PAGE / 2**20
 
 
 def quantile(m: dict[str, float], name: str, q: float) -> float:

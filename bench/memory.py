@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import struct
 import sys
@@ -38,10 +37,9 @@ from typing import Any
 
 from common import REPO, machine, process_tree
 
-from streamd.tools.harness import free_port, start_broker, start_daemon, wait_ready
+from streamd.tools.harness import PAGE, free_port, start_broker, start_daemon, wait_ready
 
 FIELDS = ("Rss", "Pss")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 PFN_MASK = (1 << 55) - 1  # bits 0-54 of a pagemap entry
 
 

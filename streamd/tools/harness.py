@@ -7,6 +7,7 @@ the caller owns what it started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from streamd.config import PACKAGED_MODEL
 
 DEFAULT_MODEL = PACKAGED_MODEL
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def free_port() -> int:
@@ -203,3 +205,21 @@ class AlertCollector:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants: streamd's MQTT receiver is a child process, and its CPU
+    and memory are the daemon's too. A thread may end while it is read: it has no children."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        for task in Path(f"/proc/{pids[i]}/task").glob("*/children"):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                pids.extend(int(c) for c in task.read_text().split())
+        i += 1
+    return pids
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its descendants."""
+    pages = sum(int(Path(f"/proc/{p}/statm").read_text().split()[1]) for p in process_tree(pid))
+    return pages * PAGE / 2**20

@@ -13,10 +13,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from streamd.tools.harness import free_port, metric_values, scrape, start_daemon
+from streamd.tools.outages import STEP_S, T0
 from streamd.tools.synth import PROFILES, normal_series
-
-T0 = 1_767_225_600.0
-STEP_S = 300.0
 
 
 def publish_normal(port: int, streams: int, start: int, count: int, seed: int = 0) -> int:

@@ -9,7 +9,6 @@ same connection is read as usual.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -17,31 +16,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from streamd.tools.harness import metric_values, scrape, wait_ready
+from streamd.tools.harness import metric_values, rss_mb, scrape, wait_ready
 from tests.e2e.support import T0, start, stop
 from tests.helpers import DEFAULT_MODEL
 
 PAYLOAD_MB = 128
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and its children (the receiver process)."""
-    pids, i = [pid], 0
-    while i < len(pids):
-        for task in Path(f"/proc/{pids[i]}/task").glob("*/children"):
-            try:
-                pids.extend(int(c) for c in task.read_text().split())
-            except (FileNotFoundError, ProcessLookupError):
-                pass
-        i += 1
-    pages = 0
-    for p in pids:
-        try:
-            pages += int(Path(f"/proc/{p}/statm").read_text().split()[1])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return pages * PAGE / 2**20
 
 
 def test_a_128_mb_payload_is_skipped_without_holding_it(broker: int, tmp_path: Path) -> None:
@@ -51,12 +30,12 @@ def test_a_128_mb_payload_is_skipped_without_holding_it(broker: int, tmp_path: P
 
     def watch() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], tree_rss_mb(proc.pid))
+            peak[0] = max(peak[0], rss_mb(proc.pid))
             time.sleep(0.01)
 
     try:
         wait_ready(http_port)
-        before = tree_rss_mb(proc.pid)
+        before = rss_mb(proc.pid)
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
