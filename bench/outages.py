@@ -1,0 +1,187 @@
+"""Outages at full size, with the daemon's defaults: is anything the broker handed over lost?
+
+Four cases over a real Mosquitto (sessions on disk, ``max_queued_messages`` large and
+``max_inflight_messages`` at its ceiling, 65535), each counted from streamd's own
+``/metrics`` (the tests run smaller versions of the first three, tests/e2e/test_hostile.py):
+
+* backlog: streamd stops (session kept), the broker queues S streams x N samples, streamd
+  starts again: 6 x 1,500 (a 25-minute outage of 1 Hz sensors) and 100 x 200;
+* pause: SIGSTOP for 20 s while 10 streams publish 500 msg/s at QoS 1, then SIGCONT;
+* broker kills: the broker SIGKILLed and restarted 5 times under 600 msg/s of QoS 1.
+
+"unscored" is published minus accepted; a sample scored twice would show as accepted
+beyond published, and one scored out of its order as ``out_of_order``.
+
+    python bench/outages.py                      # all cases, about 2 minutes
+    python bench/outages.py --only pause --out bench/results/outages-pause.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import machine
+
+from streamd.tools.harness import (
+    DEFAULT_MODEL,
+    free_port,
+    metric_values,
+    scrape,
+    start_daemon,
+    wait_ready,
+)
+from streamd.tools.outages import PersistentBroker, Publisher
+
+
+def result(m: dict[str, float], name: str) -> float:
+    return m.get(f'streamd_messages_total{{result="{name}"}}', 0.0)
+
+
+def daemon(broker: PersistentBroker, work: Path, name: str) -> tuple[Any, int]:
+    http = free_port()
+    env = {"STREAMD_MQTT__CLIENT_ID": "streamd-outages", "STREAMD_STATE__MAX_GAP_S": "1e9"}
+    proc = start_daemon(
+        DEFAULT_MODEL, broker.port, http, extra_env=env, log_path=work / f"{name}.log"
+    )
+    wait_ready(http, 60)
+    return proc, http
+
+
+def settle(http: int, published: int, timeout_s: float = 120.0) -> dict[str, float]:
+    """Metrics once everything published is counted and the queue is empty."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        m = metric_values(scrape(http))
+        counted = sum(v for k, v in m.items() if k.startswith("streamd_messages_total{"))
+        done = counted >= published and m["streamd_queue_depth"] == 0
+        if done or time.monotonic() > deadline:
+            return m
+        time.sleep(0.25)
+
+
+def row(case: str, published: int, m: dict[str, float], seconds: float) -> dict[str, Any]:
+    accepted = result(m, "accepted")
+    return {
+        "case": case,
+        "published": published,
+        "accepted": int(accepted),
+        "unscored": int(published - accepted),
+        "rate_limited": int(result(m, "rate_limited")),
+        "out_of_order": int(result(m, "out_of_order")),
+        "duplicate": int(result(m, "duplicate")),
+        "seconds": round(seconds, 1),
+    }
+
+
+def stop(proc: Any) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+
+
+def backlog(work: Path, streams: int, per_stream: int) -> dict[str, Any]:
+    broker = PersistentBroker(work)
+    broker.start()
+    try:
+        proc, _ = daemon(broker, work, "register")
+        stop(proc)
+        pub = Publisher(broker.port, count=per_stream, rate=20_000, streams=streams)
+        pub.start()
+        published = pub.finish(300)
+        t0 = time.monotonic()
+        proc, http = daemon(broker, work, "backlog")
+        m = settle(http, published)
+        stop(proc)
+        return row(f"backlog {streams} x {per_stream}", published, m, time.monotonic() - t0)
+    finally:
+        broker.stop()
+
+
+def pause(work: Path, seconds: float = 20.0, rate: float = 500.0) -> dict[str, Any]:
+    broker = PersistentBroker(work)
+    broker.start()
+    try:
+        proc, http = daemon(broker, work, "pause")
+        streams = 10
+        pub = Publisher(broker.port, count=int(rate * (seconds + 10) / streams), rate=rate,
+                        streams=streams)  # fmt: skip
+        pub.start()
+        time.sleep(3.0)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(seconds)
+        proc.send_signal(signal.SIGCONT)
+        published = pub.finish(120)
+        m = settle(http, published)
+        stop(proc)
+        return row(f"SIGSTOP {seconds:.0f} s at {rate:.0f} msg/s", published, m,
+                   time.monotonic() - t0)  # fmt: skip
+    finally:
+        broker.stop()
+
+
+def broker_kills(work: Path, kills: int = 5, rate: float = 600.0) -> dict[str, Any]:
+    broker = PersistentBroker(work)
+    broker.start()
+    try:
+        proc, http = daemon(broker, work, "kills")
+        count = 3000
+        pub = Publisher(broker.port, count=count, rate=rate)
+        pub.start()
+        t0 = time.monotonic()
+        span = 3 * count / rate
+        for _ in range(kills):
+            time.sleep(span / (kills + 1))
+            assert broker.proc is not None
+            broker.proc.send_signal(signal.SIGKILL)
+            broker.proc.wait()
+            time.sleep(0.5)
+            broker.start()
+        published = pub.finish(120)
+        m = settle(http, published)
+        stop(proc)
+        out = row(f"broker SIGKILL x {kills} at {rate:.0f} msg/s", published, m,
+                  time.monotonic() - t0)  # fmt: skip
+        out["reconnects"] = int(m.get("streamd_mqtt_reconnects_total", 0))
+        return out
+    finally:
+        broker.stop()
+
+
+CASES = {
+    "backlog": lambda w: [backlog(w / "b6", 6, 1500), backlog(w / "b100", 100, 200)],
+    "pause": lambda w: [pause(w / "p")],
+    "kills": lambda w: [broker_kills(w / "k")],
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", choices=sorted(CASES), default=list(CASES))
+    ap.add_argument("--out", type=Path, default=Path("bench/results/outages.json"))
+    ns = ap.parse_args(argv)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ns.only:
+            work = Path(tmp) / name
+            for sub in ("b6", "b100", "p", "k"):
+                (work / sub).mkdir(parents=True, exist_ok=True)
+            rows += CASES[name](work)
+    cols = ["published", "accepted", "unscored", "rate_limited", "out_of_order", "duplicate"]
+    print(f"{'case':<32} " + " ".join(f"{c:>12}" for c in cols))
+    for r in rows:
+        print(f"{r['case']:<32} " + " ".join(f"{r[c]:>12}" for c in cols))
+    ns.out.parent.mkdir(parents=True, exist_ok=True)
+    ns.out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    print(f"wrote {ns.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
