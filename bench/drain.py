@@ -12,14 +12,15 @@ publishers work first and nobody waits for them:
    messages are queued for an absent session at all);
 3. the subscriber comes back and drains the queue as fast as it can.
 
-Done twice on one broker: for the bare paho subscriber that only parses and counts (the
-ceiling), and for the real ``streamd run`` (its own ``/metrics``). The rate is taken between
-10 % and 90 % of the backlog, so connecting, model loading and the tail do not count.
-Prints a table and writes JSON.
+Done on one broker for three subscribers: the bare paho subscriber that only parses and
+counts, ``mosquitto_sub`` (libmosquitto, C: what broker and client can deliver at all) and
+the real ``streamd run`` (its own ``/metrics``). The rate is taken between 10 % and 90 % of
+the backlog, so connecting, model loading and the tail do not count. Prints a table and
+writes JSON. The defaults are the daemon's: MQTT 5 (the mqtt5 client), window mode.
 
-    python bench/drain.py                        # 10,000 streams, 200,000 messages, step
-    python bench/drain.py --protocol 5 --modes step window
-    python bench/drain.py --qos 0
+    python bench/drain.py                        # 10,000 streams, 200,000 messages
+    python bench/drain.py --modes step window --qos 0
+    python bench/drain.py --protocol 3.1.1       # the paho receiver
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from common import (
     machine,
     processed,
     rate_between,
+    recv_mosquitto_sub,
+    register,
     rss_mb,
     start_publishers,
 )
@@ -59,6 +62,7 @@ from streamd.tools.harness import (
 )
 
 BARE_ID = "bench-drain-bare"
+C_ID = "bench-drain-c"
 DAEMON_ID = "bench-drain-streamd"
 
 
@@ -70,9 +74,11 @@ class Drain:
     env: dict[str, str]
     qos: int = 1
     messages: int = 0
-    ceiling_msg_s: float = 0.0
+    ceiling_msg_s: float = 0.0  # the bare paho subscriber
+    c_msg_s: float = 0.0  # mosquitto_sub, the C client
     daemon_msg_s: float = 0.0
-    ratio: float = 0.0
+    ratio: float = 0.0  # streamd / bare paho
+    ratio_c: float = 0.0  # streamd / mosquitto_sub
     daemon_processed: int = 0
     daemon_cpu_pct: float = 0.0  # both processes
     receiver_cpu_pct: float = 0.0  # of which the MQTT receiver process
@@ -241,6 +247,7 @@ def run_case(
     broker, _ = start_broker(port, workdir, "mosquitto", extra_conf=extra)
     try:
         register_bare(port, case.protocol, case.qos)
+        register(port, C_ID, 4, case.qos)
         preload(port, case.qos, case.streams, count, 2)
         result: Any = mp.Queue()
         sub = mp.Process(target=drain_bare, args=(port, case.protocol, count, seconds, result))
@@ -248,6 +255,9 @@ def run_case(
         n, case.ceiling_msg_s = result.get(timeout=seconds + 30)
         sub.join(10)
         assert n == count, f"the bare subscriber drained {n} of {count}"
+        marks = recv_mosquitto_sub(port, C_ID, case.qos, count, seconds)
+        assert marks.n == count, f"mosquitto_sub drained {marks.n} of {count}"
+        case.c_msg_s = marks.rate()
         drain_daemon(case, port, count, seconds, workdir, None, profile)
         if baseline is not None:
             before = Drain(case.streams, case.mode, case.protocol, case.env, case.qos)
@@ -258,16 +268,17 @@ def run_case(
         broker.wait(10)
     case.messages = count
     case.ratio = case.daemon_msg_s / case.ceiling_msg_s if case.ceiling_msg_s else 0.0
+    case.ratio_c = case.daemon_msg_s / case.c_msg_s if case.c_msg_s else 0.0
     return case
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="backlog drain: streamd vs a bare subscriber")
     ap.add_argument("--streams", type=int, nargs="+", default=[10000])
-    ap.add_argument("--modes", nargs="+", default=["step"])
+    ap.add_argument("--modes", nargs="+", default=["window"])
     ap.add_argument("--count", type=int, default=200_000, help="messages in the backlog")
     ap.add_argument("--seconds", type=float, default=120.0, help="time bound per drain")
-    ap.add_argument("--protocol", choices=["3.1.1", "5"], default="3.1.1")
+    ap.add_argument("--protocol", choices=["3.1.1", "5"], default="5")
     ap.add_argument("--qos", type=int, choices=[0, 1], default=1, help="publish and subscribe QoS")
     ap.add_argument(
         "--set",
@@ -293,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     ns = ap.parse_args(argv)
     env = dict(kv.split("=", 1) for kv in ns.set)
     print(
-        f"{'qos':>3} {'streams':>8} {'mode':>6} {'mqtt':>5} {'ceiling/s':>10} {'streamd/s':>10} "
-        f"{'ratio':>6} {'cpu %':>6} {'recv %':>6} {'rss MB':>7}"
+        f"{'qos':>3} {'streams':>8} {'mode':>6} {'mqtt':>5} {'paho/s':>10} {'C/s':>10} "
+        f"{'streamd/s':>10} {'/paho':>6} {'/C':>6} {'cpu %':>6} {'recv %':>6} {'rss MB':>7}"
         + (f" {'before/s':>9} {'ratio':>6} {'cpu %':>6}" if ns.baseline else "")
     )
     cases = []
@@ -312,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
                 cases.append(c)
                 print(
                     f"{c.qos:>3} {c.streams:>8} {c.mode:>6} {c.protocol:>5} "
-                    f"{c.ceiling_msg_s:>10,.0f} {c.daemon_msg_s:>10,.0f} {c.ratio:>6.2f} "
+                    f"{c.ceiling_msg_s:>10,.0f} {c.c_msg_s:>10,.0f} {c.daemon_msg_s:>10,.0f} "
+                    f"{c.ratio:>6.2f} {c.ratio_c:>6.2f} "
                     f"{c.daemon_cpu_pct:>6.0f} {c.receiver_cpu_pct:>6.0f} "
                     f"{c.daemon_rss_mb:>7.0f}"
                     + (

@@ -26,7 +26,6 @@ import multiprocessing as mp
 import select
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,59 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from common import REPO, fast_loads, machine, start_publishers
+from common import REPO, Marks, fast_loads, machine, register, start_publishers
 from paho.mqtt.enums import CallbackAPIVersion
 
 from streamd.tools.harness import free_port, start_broker
 
 CANDIDATES = ("paho", "mqtt5", "pymosquitto", "gmqtt", "mosquitto_sub")
 PROTOCOL = {"paho": 4, "mqtt5": 5, "pymosquitto": 4, "gmqtt": 4, "mosquitto_sub": 4}
-
-
-class Marks:
-    """Counts messages and notes when 10 % and 90 % of ``expected`` had come."""
-
-    def __init__(self, expected: int) -> None:
-        self.n = 0
-        self.lo, self.hi = round(expected * 0.1), round(expected * 0.9)
-        self.t_lo = self.t_hi = 0.0
-
-    def add(self, k: int = 1) -> None:
-        before, self.n = self.n, self.n + k
-        if before < self.lo <= self.n:
-            self.t_lo = time.perf_counter()
-        if before < self.hi <= self.n:
-            self.t_hi = time.perf_counter()
-
-    def rate(self) -> float:
-        return (self.hi - self.lo) / (self.t_hi - self.t_lo) if self.t_hi > self.t_lo > 0 else 0.0
-
-
-def register(port: int, client_id: str, protocol: int, qos: int) -> None:
-    """A persistent subscription to sensors/# for ``client_id``, then gone."""
-    v5 = protocol == 5
-    c = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-        clean_session=None if v5 else False,
-    )
-    done = mp.Event()
-    c.on_subscribe = lambda *a: done.set()
-    kwargs: dict[str, Any] = {}
-    if v5:
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 3600
-        kwargs = {"clean_start": False, "properties": props}
-    c.connect("127.0.0.1", port, **kwargs)
-    c.subscribe("sensors/#", qos=qos)
-    c.loop_start()
-    assert done.wait(10), "no SUBACK"
-    c.disconnect()
-    c.loop_stop()
 
 
 def recv_paho(port: int, cid: str, qos: int, n: int, seconds: float) -> Marks:
@@ -207,23 +160,6 @@ def recv_gmqtt(port: int, cid: str, qos: int, n: int, seconds: float) -> Marks:
         await c.disconnect()
 
     asyncio.run(run())
-    return marks
-
-
-def recv_mosquitto_sub(port: int, cid: str, qos: int, n: int, seconds: float) -> Marks:
-    marks = Marks(n)
-    exe = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
-    cmd = [exe, "-h", "127.0.0.1", "-p", str(port), "-i", cid, "-c", "-q", str(qos)]
-    proc = subprocess.Popen([*cmd, "-t", "sensors/#", "-C", str(n)], stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    deadline = time.perf_counter() + seconds
-    while marks.n < n and time.perf_counter() < deadline:
-        chunk = proc.stdout.read1(1 << 20)
-        if not chunk:
-            break
-        marks.add(chunk.count(b"\n"))
-    proc.kill()
-    proc.wait()
     return marks
 
 
