@@ -297,7 +297,10 @@ class Pipeline:
                 self.params.threshold,
             )
             learn = np.ones(len(slots), bool)
-            learn[ready] = ~scored.anomalous & (scored.score < self.params.threshold)
+            # normal samples: below the threshold, or quiet inside an anomaly (see scoring)
+            learn[ready] = (~scored.anomalous & (scored.score < self.params.threshold)) | (
+                scored.score < self.params.threshold_low
+            )
         else:
             learn = np.ones(len(slots), bool)
         learn &= np.isfinite(scaled).all(axis=1)  # beyond float32: nothing to learn from

@@ -8,8 +8,10 @@ Pure array code, one path for ``run``, ``replay`` and ``evaluate``. For each sam
 3. Each stream keeps a history of ``s``: a histogram decayed with horizon
    ``history_samples``. For its first ``history_warmup`` scored samples a stream learns from
    every sample and gives no verdict (a stream's normal error may differ from the
-   calibration's); after that it learns only from samples that are neither above the
-   threshold nor inside an anomaly, so an anomaly never teaches the stream that it is normal.
+   calibration's); after that it learns from samples below the threshold outside an
+   anomaly and from samples below ``threshold_low`` inside one, so an anomaly's hot samples
+   never teach the stream that they are normal, while the quiet samples an anomaly waits
+   through before it leaves (``leave_after``) still keep the history current.
 4. ``p = P(history >= s)``: the tail probability of the recent error against the stream's
    own history (in the spirit of Numenta's anomaly likelihood, but empirical, so errors that
    recur, such as a daily step a forecaster cannot time, stop being rare). A normal prior
@@ -133,6 +135,7 @@ class ScoreState:
         p = self.params
         surprise, bins, warming = self.history.observe(slots, error)
         own_hot = surprise / 10.0 >= p.threshold
+        own_quiet = surprise / 10.0 < p.threshold_low
         forecast, expired = self.alert.step(slots, np.clip(surprise / 10.0, 0.0, 1.0), warming, p)
         verdicts = {"forecast": forecast}
         now = forecast.anomalous
@@ -156,17 +159,20 @@ class ScoreState:
         warmup = max(p.history_warmup, p.prior_samples)
         if expired.any():
             self.history.restart(slots[expired], warmup)
-        # A history learns only samples that are normal for it and outside its source's
-        # anomalies, so an anomaly never teaches it that it is normal; the sources stay
-        # independent (docs/quality.md has how that scored against gating on either).
-        learn = (~forecast.anomalous & ~own_hot & ~expired) | warming
+        # A history learns only samples that are normal for it: below the threshold outside
+        # its source's anomalies, below threshold_low inside one (the quiet samples an
+        # anomaly must see before it leaves), so an anomaly's hot samples never teach it
+        # that they are normal, and a long leave_after does not freeze learning while the
+        # stream moves on; the sources stay independent (docs/quality.md).
+        learn = (((~forecast.anomalous & ~own_hot) | own_quiet) & ~expired) | warming
         if learn.any():
             self.history.learn(slots[learn], bins[learn])
         if "profile" in verdicts and ph is not None:
             if p_expired.any():
                 ph.restart(slots[p_expired], warmup)
-            quiet = (~profile.anomalous & ~p_expired)[valid]
-            p_learn = (quiet & ~(v_surprise / 10.0 >= p.threshold)) | v_warming
+            v_score = v_surprise / 10.0
+            outside = ~profile.anomalous[valid] & (v_score < p.threshold)
+            p_learn = ((outside | (v_score < p.threshold_low)) & ~p_expired[valid]) | v_warming
             if p_learn.any():
                 ph.learn(v_slots[p_learn], p_bins[p_learn])
         entered = np.logical_or.reduce([v.entered for v in verdicts.values()])
