@@ -160,11 +160,13 @@ class InferenceSettings(Section):
 
 
 class ScoringSettings(Section):
-    threshold: float = Field(0.5, gt=0, le=1, description="anomaly score that enters an anomaly")
+    threshold: float = Field(
+        0.3, gt=0, le=1, description="anomaly score that enters an anomaly (0.3: 1 in 1,000)"
+    )
     threshold_low: float = Field(0.3, gt=0, le=1, description="score below which it may leave")
     enter_after: int = Field(2, ge=1, description="consecutive samples above threshold to enter")
     leave_after: int = Field(
-        12, ge=1, description="consecutive samples below threshold_low to leave"
+        300, ge=1, description="consecutive samples below threshold_low to leave"
     )
     max_anomaly_samples: int = Field(
         1000, ge=1, description="an anomaly this long is resolved and taken as the new normal"
@@ -173,10 +175,10 @@ class ScoringSettings(Section):
     history_samples: int = Field(2000, ge=10, description="horizon of each stream's error history")
     prior_samples: int = Field(50, ge=1, description="weight of the card's calibration prior")
     history_warmup: int = Field(
-        300, ge=0, description="scored samples a stream learns from before it gives verdicts"
+        100, ge=0, description="scored samples a stream learns from before it gives verdicts"
     )
     profile: Literal["off", "day", "week"] = Field(
-        "off",
+        "day",
         description="also score each sample against its stream's average for this time of "
         "day (or week): a second error history beside the forecast error's",
     )
@@ -188,7 +190,7 @@ class ScoringSettings(Section):
         5000, ge=10, description="horizon of per-stream scaling (models with per-stream scaling)"
     )
     scaling_warmup: int = Field(
-        288,
+        100,
         ge=1,
         description="samples a stream's scaling must see before it is scored "
         "(models with per-stream scaling)",

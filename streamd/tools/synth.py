@@ -116,6 +116,7 @@ class Scenario:
     start_s: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
     kinds: tuple[str, ...] = ANOMALY_KINDS
     anomaly_start: int = 500  # no anomaly before this sample (warm-up and history)
+    anomaly_end: int | None = None  # no anomaly past this sample (None: the last one)
     anomaly_length: int = 24
     magnitude: float = 3.0  # in units of the stream's standard deviation
     seed: int = 0
@@ -142,11 +143,10 @@ def build(scenario: Scenario) -> tuple[dict[str, np.ndarray], list[Truth]]:
         profile = PROFILES[i % len(PROFILES)]
         topic = f"{scenario.topic_prefix}/{profile.name}-{i:03d}"
         values = normal_series(profile, scenario.samples, scenario.step_s, rng, scenario.start_s)
-        if scenario.kinds and scenario.anomaly_start + scenario.anomaly_length < scenario.samples:
+        end = min(scenario.samples, scenario.anomaly_end or scenario.samples)
+        if scenario.kinds and scenario.anomaly_start + scenario.anomaly_length < end:
             kind = scenario.kinds[i % len(scenario.kinds)]
-            start = int(
-                rng.integers(scenario.anomaly_start, scenario.samples - scenario.anomaly_length)
-            )
+            start = int(rng.integers(scenario.anomaly_start, end - scenario.anomaly_length))
             length = scenario.anomaly_length
             magnitude = scenario.magnitude * (2.0 if kind == "spike" else 1.0)
             values = inject(values, Injection(kind, start, length, magnitude), rng)

@@ -41,7 +41,7 @@ def test_averages_decay_in_time_not_in_samples() -> None:
 
 
 def test_a_level_far_from_the_profile_enters_an_anomaly_the_forecast_error_misses() -> None:
-    p = params(history_warmup=200, smoothing_alpha=0.3, enter_after=1)
+    p = params(history_warmup=200, smoothing_alpha=0.3, enter_after=1, threshold=0.5)
     rng = np.random.default_rng(0)
     with_profile, without = ScoreState(1, p, profile=True), ScoreState(1, p)
     slots = np.array([0])
@@ -102,7 +102,7 @@ def test_a_profile_alert_names_its_source_reports_the_profile_and_survives_a_res
     vals = usual.copy()
     vals[-150:, 1] += 5.0 * usual[:, 1].std()
     stream = samples("pump", vals)
-    p = make(tiny_model, "step", history_warmup=200, profile="day")
+    p = make(tiny_model, "step", history_warmup=200, profile="day", leave_after=12)
     opened = [a for a in p.process(stream[:-100]).alerts if a.state == "anomaly"]
     profile_alerts = [a for a in opened if a.source == "profile"]
     assert profile_alerts, f"no profile alert; got {[(a.source, a.ts) for a in opened]}"
@@ -117,7 +117,7 @@ def test_a_profile_alert_names_its_source_reports_the_profile_and_survives_a_res
 
     path = tmp_path / "state.npz"
     snapshot.save(p, path)
-    q = make(tiny_model, "step", history_warmup=200, profile="day")
+    q = make(tiny_model, "step", history_warmup=200, profile="day", leave_after=12)
     snapshot.load(q, path)
     assert set(q.alerts.open) == set(p.alerts.open)
     open_id = q.alerts.open[slot, "profile"].alert_id

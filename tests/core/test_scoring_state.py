@@ -61,7 +61,7 @@ def test_history_does_not_learn_from_anomalous_samples() -> None:
 
 def test_noise_at_calibration_level_rarely_scores_high() -> None:
     rng = np.random.default_rng(0)
-    p = params(smoothing_alpha=0.3)
+    p = params(smoothing_alpha=0.3, threshold=0.5)  # one in 100,000
     st = ScoreState(50, p)
     slots = np.arange(50)
     scores = []

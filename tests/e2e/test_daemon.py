@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from streamd.config import Settings
 from streamd.errors import ConfigError
 from streamd.tools.demo import match
 from streamd.tools.harness import (
@@ -85,8 +86,9 @@ def test_simulated_sensors_are_alerted_and_every_message_accounted(broker: int, 
     http_port, _, _ = daemon
     scenario = Scenario(
         streams=10,
-        samples=900,
+        samples=1300,  # 300 quiet samples after the last anomaly: alerts resolve
         anomaly_start=650,
+        anomaly_end=900,
         kinds=("spike", "level_shift", "drift", "noise_burst", "dropout"),
         seed=3,
     )
@@ -120,8 +122,8 @@ def test_simulated_sensors_are_alerted_and_every_message_accounted(broker: int, 
     for a in opened:
         assert a["_topic"] == f"streamd/alerts/{a['stream']}"
         assert a["model"] == "default" and len(a["model_version"]) == 12
-        assert 0 <= a["score"] <= 1 and a["threshold"] == 0.5
-        assert a["source"] == "forecast"  # the profile is off by default
+        assert 0 <= a["score"] <= 1 and a["threshold"] == Settings().scoring.threshold
+        assert a["source"] in ("forecast", "profile")  # the seasonal profile is on by default
         assert set(a["contributions"]) == {"value"}
         assert isinstance(a["value"], float) and isinstance(a["predicted"], float)
     pairs = [resolved[a["alert_id"]] for a in opened if a["alert_id"] in resolved]

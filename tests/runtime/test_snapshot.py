@@ -19,7 +19,9 @@ from tests.helpers import make, samples, two_feature_series
 
 
 def fed(tiny_model, mode: str, n: int = 160, **kw: object) -> tuple[Pipeline, list, list]:
-    """A pipeline fed ``n`` samples of three streams (one with a spike at the end)."""
+    """A pipeline fed ``n`` samples of three streams (one with a spike at the end); the
+    profile off and anomalies that end soon unless ``kw`` says otherwise."""
+    kw = {"profile": "off", "leave_after": 12} | kw
     p = make(tiny_model, mode, history_warmup=40, **kw)
     data = {s: two_feature_series(n + 120, seed) for seed, s in enumerate(("a", "b", "c"))}
     data["c"][:, 0] = inject(
@@ -40,7 +42,7 @@ def test_restored_pipeline_scores_exactly_like_the_one_that_kept_running(
     assert p.alerts.open, "the spike should leave an anomaly open across the snapshot"
     path = tmp_path / "state.npz"
     assert snapshot.save(p, path) > 0
-    q = make(tiny_model, mode, history_warmup=40)
+    q = make(tiny_model, mode, history_warmup=40, profile="off", leave_after=12)
     got = snapshot.load(q, path)
     assert (len(got.streams), got.open_alerts) == (3, len(p.alerts.open))
 
@@ -144,7 +146,7 @@ def test_the_seasonal_profile_survives_a_restart_and_older_snapshots_still_load(
     assert p.profile is not None and p.profile.seen.any()
     path = tmp_path / "state.npz"
     snapshot.save(p, path)
-    q = make(tiny_model, "step", history_warmup=40, profile="day")
+    q = make(tiny_model, "step", history_warmup=40, profile="day", leave_after=12)
     snapshot.load(q, path)
     assert q.profile is not None
     kept, restored = p.process(rest), q.process(rest)
@@ -152,7 +154,7 @@ def test_the_seasonal_profile_survives_a_restart_and_older_snapshots_still_load(
 
     plain, _, _ = fed(tiny_model, "step")  # taken without the profile
     snapshot.save(plain, path)
-    r = make(tiny_model, "step", history_warmup=40, profile="day")
+    r = make(tiny_model, "step", history_warmup=40, profile="day", leave_after=12)
     assert snapshot.load(r, path).streams == ["a", "b", "c"]
     assert r.profile is not None and not r.profile.seen.any()  # learnt afresh
     assert np.all(r.process(rest).status == SCORED)  # the forecast history was restored
