@@ -3,8 +3,7 @@
 It starts the receiver (a child process by default, or a thread:
 :mod:`streamd.runtime.mqtt.receivers`), turns the raw messages it forwards into
 :class:`Sample` s (or counted rejections) on its ``mqtt-reader`` thread, and sends back
-acknowledgements and publishes. In a process, paho's receive path runs on its own core,
-and the daemon's reader and worker threads share a GIL with each other only.
+acknowledgements and publishes. In a process, the MQTT client's receive path has a core.
 
 If the receiver ends while the daemon runs, the daemon stops with exit code 1 (``on_lost``),
 so that systemd restarts it: the broker's session keeps whatever was not acknowledged.
