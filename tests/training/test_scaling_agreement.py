@@ -18,10 +18,12 @@ from training.data import running_windows
 def test_training_windows_are_the_windows_the_daemon_predicts_from() -> None:
     rng = np.random.default_rng(2)
     values = normal_series(PROFILES[4], 700, 300.0, rng)[:, None]
-    # Serving learns its scaling only from samples below the entry threshold (a glitch must
-    # not move it); at 0.5 none of this normal series crosses it, so every sample is
-    # learnt, as in training (at the default 0.3 about one in 1,000 is held out).
-    settings = Settings.model_validate({"scoring": {"threshold": 0.5}})
+    # Serving learns its scaling only from samples that are not hot (a glitch must not move
+    # it). With a threshold of 0.5 and warm-ups long enough for the scale to settle, none of
+    # this normal series is hot, so every sample is learnt, as in training; the defaults
+    # (0.3, warm-ups of 100) hold out the odd early sample, by design.
+    scoring = {"threshold": 0.5, "scaling_warmup": 288, "history_warmup": 300}
+    settings = Settings.model_validate({"scoring": scoring})
     model = Forecaster(DEFAULT_MODEL)  # trained with per-stream scaling
     pipeline = build_pipeline(settings, model)
     window = model.card.window
