@@ -275,9 +275,10 @@ class Pipeline:
             perr = None
             if self.profile is not None:
                 expected = self.profile.expected(r_slots, ts[ready])
-                p_sq = ((raw[ready] - expected) / sc) ** 2
-                perr = np.sqrt(p_sq.mean(axis=1))
-                p_share = p_sq / np.maximum(p_sq.sum(axis=1, keepdims=True), 1e-300)
+                with np.errstate(over="ignore", invalid="ignore"):  # a huge glitch: inf error
+                    p_sq = ((raw[ready] - expected) / sc) ** 2
+                    perr = np.sqrt(p_sq.mean(axis=1))
+                    p_share = p_sq / np.maximum(p_sq.sum(axis=1, keepdims=True), 1e-300)
                 evidence["profile"] = (expected, np.nan_to_num(p_share))
             scored = self.scores.update(r_slots, err, perr)
             res.status[r_rows] = SCORED
