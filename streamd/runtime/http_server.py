@@ -27,6 +27,10 @@ class _BoundedServer(ThreadingHTTPServer):
     """A thread per connection, at most ``MAX_CONNECTIONS`` of them."""
 
     daemon_threads = True
+    # Connections the kernel queues for accept(): beyond it a client's SYN is dropped and it
+    # waits a retransmission (1 s, then 3 s, ...), so a burst of scrapers or idle sockets
+    # would stall the port for seconds although refusing one costs nothing.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
