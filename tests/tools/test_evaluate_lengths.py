@@ -36,8 +36,10 @@ def timestamps(path: Path) -> list[str]:
         return [row["timestamp"] for row in csv.DictReader(fh)]
 
 
-def test_a_150_row_file_evaluates_and_a_bad_file_is_reported_alone(tmp_path: Path) -> None:
-    """Heads too short to train on fall back to the shared model; a 400-row series is
+def test_any_length_evaluates_and_a_bad_file_is_reported_alone(tmp_path: Path) -> None:
+    """A head too short for the model's window trains one with half of it (a 1,300-row
+    series: a 195-row head, 29 rows for validation); heads too short for that as well fall
+    back to the shared model; a 400-row series is
     scored from about its 200th row (100 samples of scaling, then 100 of error history) and
     its anomaly found; a 150-row one is evaluated (every row written) though too short
     for a verdict; an error in one file costs that file only."""
@@ -49,6 +51,8 @@ def test_a_150_row_file_evaluates_and_a_bad_file_is_reported_alone(tmp_path: Pat
     )
     write_csv(data / "short.csv", {"value": shifted}, step_s=300.0)
     write_csv(data / "tiny.csv", {"value": normal_series(PROFILES[0], 150, 300.0, rng)}, step_s=300)
+    write_csv(data / "medium.csv", {"value": normal_series(PROFILES[1], 1300, 300.0, rng)},
+              step_s=300.0)  # fmt: skip
     write_csv(data / "bad.csv", {"value": normal_series(PROFILES[0], 400, 300.0, rng)}, step_s=300)
     ts = timestamps(data / "short.csv")
     labels = tmp_path / "corpus" / "labels.json"
@@ -58,6 +62,7 @@ def test_a_150_row_file_evaluates_and_a_bad_file_is_reported_alone(tmp_path: Pat
                 "windows": {
                     "short/short.csv": [[ts[290] + ".000000", ts[340] + ".000000"]],
                     "short/tiny.csv": [],
+                    "short/medium.csv": [],
                     # a limit that is no row of the file: an error raised in a worker process
                     "short/bad.csv": [["1999-01-01 00:00:00.000000", "1999-01-02 00:00:00"]],
                 }
@@ -73,10 +78,16 @@ def test_a_150_row_file_evaluates_and_a_bad_file_is_reported_alone(tmp_path: Pat
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["files"] == 2
+    assert summary["files"] == 3
     assert "is not a row of the file" in summary["errors"]["short/bad.csv"]
-    assert all(m.startswith("shared model") for m in summary["models"].values())
-    for name, n in (("short", 400), ("tiny", 150)):
+    models = summary["models"]
+    assert models["short/medium.csv"] == "trained on the first 15%, window 16: " + (
+        "195 usable rows are too few for window 32: each of train/validation/calibration "
+        "(137/29/29 rows) needs more than 32"
+    )
+    assert models["short/short.csv"].startswith("shared model: 60 usable rows")
+    assert models["short/tiny.csv"].startswith("shared model")
+    for name, n in (("short", 400), ("tiny", 150), ("medium", 1300)):
         path = out / "results" / "streamd" / "short" / f"streamd_{name}.csv"
         assert len(list(csv.DictReader(path.open()))) == n
     assert summary["detectors"]["streamd"]["events"]["windows_detected"] == 1
