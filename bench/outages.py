@@ -7,13 +7,16 @@ Four cases over a real Mosquitto (sessions on disk, ``max_queued_messages`` larg
 * backlog: streamd stops (session kept), the broker queues S streams x N samples, streamd
   starts again: 6 x 1,500 (a 25-minute outage of 1 Hz sensors) and 100 x 200;
 * pause: SIGSTOP for 20 s while 10 streams publish 500 msg/s at QoS 1, then SIGCONT;
-* broker kills: the broker SIGKILLed and restarted 5 times under 600 msg/s of QoS 1.
+* broker kills: the broker SIGKILLed and restarted 5 times under 600 msg/s of QoS 1; once
+  with Mosquitto, once with a NATS server (JetStream on disk; MQTT 3.1.1, so streamd runs
+  its paho receiver there).
 
 "unscored" is published minus accepted; a sample scored twice would show as accepted
 beyond published, and one scored out of its order as ``out_of_order``.
 
     python bench/outages.py                      # all cases, about 2 minutes
     python bench/outages.py --only pause --out bench/results/outages-pause.json
+    python bench/outages.py --only kills kills-nats --reorder-window-ms 500
 """
 
 from __future__ import annotations
@@ -37,16 +40,26 @@ from streamd.tools.harness import (
     start_daemon,
     wait_ready,
 )
-from streamd.tools.outages import PersistentBroker, Publisher
+from streamd.tools.outages import NatsBroker, PersistentBroker, Publisher
+
+Broker = PersistentBroker | NatsBroker
 
 
 def result(m: dict[str, float], name: str) -> float:
     return m.get(f'streamd_messages_total{{result="{name}"}}', 0.0)
 
 
-def daemon(broker: PersistentBroker, work: Path, name: str) -> tuple[Any, int]:
+# ``--reorder-window-ms``: the daemon's ``state.reorder_window_ms`` (0, its default, unless
+# given), to tell samples a broker lost from resends a publisher sent behind newer ones.
+REORDER_MS = [0.0]
+
+
+def daemon(broker: Broker, work: Path, name: str) -> tuple[Any, int]:
     http = free_port()
-    env = {"STREAMD_MQTT__CLIENT_ID": "streamd-outages", "STREAMD_STATE__MAX_GAP_S": "1e9"}
+    env = {"STREAMD_MQTT__CLIENT_ID": "streamd-outages", "STREAMD_STATE__MAX_GAP_S": "1e9",
+           "STREAMD_STATE__REORDER_WINDOW_MS": str(REORDER_MS[0])}  # fmt: skip
+    if isinstance(broker, NatsBroker):
+        env["STREAMD_MQTT__PROTOCOL"] = "3.1.1"
     proc = start_daemon(
         DEFAULT_MODEL, broker.port, http, extra_env=env, log_path=work / f"{name}.log"
     )
@@ -126,8 +139,10 @@ def pause(work: Path, seconds: float = 20.0, rate: float = 500.0) -> dict[str, A
         broker.stop()
 
 
-def broker_kills(work: Path, kills: int = 5, rate: float = 600.0) -> dict[str, Any]:
-    broker = PersistentBroker(work)
+def broker_kills(
+    work: Path, make: type[Broker], kills: int = 5, rate: float = 600.0
+) -> dict[str, Any]:
+    broker = make(work)
     broker.start()
     try:
         proc, http = daemon(broker, work, "kills")
@@ -146,7 +161,8 @@ def broker_kills(work: Path, kills: int = 5, rate: float = 600.0) -> dict[str, A
         published = pub.finish(120)
         m = settle(http, published)
         stop(proc)
-        out = row(f"broker SIGKILL x {kills} at {rate:.0f} msg/s", published, m,
+        name = "NATS" if make is NatsBroker else "Mosquitto"
+        out = row(f"{name} SIGKILL x {kills} at {rate:.0f} msg/s", published, m,
                   time.monotonic() - t0)  # fmt: skip
         out["reconnects"] = int(m.get("streamd_mqtt_reconnects_total", 0))
         return out
@@ -157,7 +173,8 @@ def broker_kills(work: Path, kills: int = 5, rate: float = 600.0) -> dict[str, A
 CASES = {
     "backlog": lambda w: [backlog(w / "b6", 6, 1500), backlog(w / "b100", 100, 200)],
     "pause": lambda w: [pause(w / "p")],
-    "kills": lambda w: [broker_kills(w / "k")],
+    "kills": lambda w: [broker_kills(w / "k", PersistentBroker)],
+    "kills-nats": lambda w: [broker_kills(w / "k", NatsBroker)],
 }
 
 
@@ -165,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", choices=sorted(CASES), default=list(CASES))
     ap.add_argument("--out", type=Path, default=Path("bench/results/outages.json"))
+    ap.add_argument("--reorder-window-ms", type=float, default=0.0)
     ns = ap.parse_args(argv)
+    REORDER_MS[0] = ns.reorder_window_ms
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in ns.only:
@@ -174,11 +193,12 @@ def main(argv: list[str] | None = None) -> int:
                 (work / sub).mkdir(parents=True, exist_ok=True)
             rows += CASES[name](work)
     cols = ["published", "accepted", "unscored", "rate_limited", "out_of_order", "duplicate"]
-    print(f"{'case':<32} " + " ".join(f"{c:>12}" for c in cols))
+    print(f"{'case':<34} " + " ".join(f"{c:>12}" for c in cols))
     for r in rows:
-        print(f"{r['case']:<32} " + " ".join(f"{r[c]:>12}" for c in cols))
+        print(f"{r['case']:<34} " + " ".join(f"{r[c]:>12}" for c in cols))
     ns.out.parent.mkdir(parents=True, exist_ok=True)
-    ns.out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    meta = {"machine": machine(), "reorder_window_ms": ns.reorder_window_ms}
+    ns.out.write_text(json.dumps({**meta, "rows": rows}, indent=1))
     print(f"wrote {ns.out}")
     return 0
 

@@ -102,16 +102,17 @@ def start_nats_cluster(
         deadline = time.monotonic() + timeout_s
         for node in nodes:
             wait_port(node.mqtt_port, timeout_s)
-            _wait_healthy(node, deadline)
+            url = f"http://127.0.0.1:{node.monitor_port}/healthz"
+            wait_healthy(url, node.name, deadline - time.monotonic())
     except BaseException:
         cluster.stop()
         raise
     return cluster
 
 
-def _wait_healthy(node: Node, deadline: float) -> None:
-    """JetStream up and current on ``node`` (its meta group has a leader)."""
-    url = f"http://127.0.0.1:{node.monitor_port}/healthz"
+def wait_healthy(url: str, name: str, timeout_s: float) -> None:
+    """JetStream up and current on the node whose monitor ``url`` this is."""
+    deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
         try:
@@ -121,4 +122,4 @@ def _wait_healthy(node: Node, deadline: float) -> None:
         except (OSError, ValueError) as e:
             last = str(e)
         time.sleep(0.2)
-    raise TimeoutError(f"NATS node {node.name} not healthy: {last}")
+    raise TimeoutError(f"NATS node {name} not healthy: {last}")

@@ -1,5 +1,7 @@
-"""Outage helpers the fault tests and ``bench/outages.py`` share: a Mosquitto that keeps its
-sessions on disk across restarts (and SIGKILLs), and a QoS 1 publisher that rides them out.
+"""Outage helpers the fault tests and ``bench/outages.py`` share: brokers that keep their
+sessions on disk across restarts (and SIGKILLs) — Mosquitto, which saves every
+``autosave_interval``, and a NATS server, whose MQTT layer writes each QoS 1 message to a
+JetStream file store before it acknowledges it — and a QoS 1 publisher that rides them out.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from streamd.tools.harness import free_port, mosquitto_path, wait_port
+from streamd.tools.nats import nats_server_path, wait_healthy
 from streamd.tools.synth import PROFILES, normal_series
 
 T0 = 1_767_225_600.0
@@ -53,6 +56,37 @@ class PersistentBroker:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()  # Mosquitto writes its session store on SIGTERM
             self.proc.wait(10)
+
+
+class NatsBroker:
+    """One NATS server with JetStream on disk and an MQTT listener (MQTT 3.1.1 only),
+    restartable on the same ports and store: the same interface as :class:`PersistentBroker`."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port, self.monitor_port = free_port(), free_port()
+        self.conf = workdir / "nats.conf"
+        self.conf.write_text(
+            f"server_name: outages\nlisten: 127.0.0.1:{free_port()}\n"
+            f"http: 127.0.0.1:{self.monitor_port}\n"
+            f'jetstream {{ store_dir: "{workdir / "jetstream"}" }}\n'
+            f"mqtt {{ listen: 127.0.0.1:{self.port} }}\n"
+        )
+        self.log = workdir / "nats.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = nats_server_path()
+        if exe is None:
+            raise FileNotFoundError("nats-server is not installed")
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=log, stderr=log)
+        wait_port(self.port, 60)
+        wait_healthy(f"http://127.0.0.1:{self.monitor_port}/healthz", "outages", 60)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
 
 
 class Publisher(threading.Thread):
