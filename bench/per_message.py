@@ -6,7 +6,8 @@ In one process and one run (so the ratios are comparable), microseconds per mess
   :class:`streamd.core.payload.PayloadParser`;
 - recording end-to-end latency: ``prometheus_client.Histogram.observe`` per sample (before)
   vs :class:`streamd.runtime.metrics.BatchHistogram` per batch (now);
-- the worker's scoring of a batch of distinct streams (the default settings and model), for scale.
+- the worker's scoring of a batch of distinct streams (the default settings and model), for scale;
+- CPU per message by stage of the default path, receive to publish (``bench/stages.py``).
 
 Prints a table and writes JSON.
 
@@ -26,6 +27,7 @@ from unittest import mock
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Histogram
+from stages import MESSAGES, stage_costs
 
 from streamd.config import Settings
 from streamd.core import payload
@@ -62,9 +64,11 @@ def main() -> int:
     s = Settings()
     parser = PayloadParser(["value"], "topic", s.mqtt.max_payload_bytes, s.state.max_clock_skew_s)
 
+    arrival = time.time()  # after the samples' timestamps: none is from the future
+
     def parse_all() -> None:
         for i, b in enumerate(bodies):
-            parser.parse("sensors/s1", b, 0.0, i, 1)
+            parser.parse("sensors/s1", b, arrival, i, 1)
 
     rows: list[tuple[str, str, float]] = []
     rows.append(("parse", "orjson (now)", per_message_us(parse_all, len(bodies), args.repeat)))
@@ -123,9 +127,16 @@ def main() -> int:
         )
     )
 
-    print(f"{'stage':<16} {'variant':<44} {'us/msg':>8}")
+    for mode in ("window", "step"):
+        stages = stage_costs(REPO / "models" / "default.onnx", args.repeat, mode)
+        variant = f"{mode} mode, {MESSAGES} streams a batch"
+        for stage, us in stages.items():
+            rows.append((f"by stage: {stage}", variant, us))
+        rows.append(("by stage: total", f"{variant} (CPU, two processes)", sum(stages.values())))
+
+    print(f"{'stage':<30} {'variant':<44} {'us/msg':>8}")
     for stage, variant, us in rows:
-        print(f"{stage:<16} {variant:<44} {us:8.2f}")
+        print(f"{stage:<30} {variant:<44} {us:8.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
