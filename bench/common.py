@@ -48,10 +48,12 @@ def publish_share(
     deadline: float,
     rate: float = 0.0,
     sent_to: Any = None,
+    wall_ts: bool = False,
 ) -> None:
     """One publisher process: ``count`` messages round-robin over its ``streams``, at
     ``rate`` msg/s (0: as fast as it can); puts the number sent (and, at QoS 1,
-    acknowledged by the broker) on ``sent_to``."""
+    acknowledged by the broker) on ``sent_to``. With ``wall_ts`` each sample's ts is the
+    time it is published, so whoever receives its score knows its latency."""
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(20000)
@@ -65,7 +67,8 @@ def publish_share(
         if rate and j % 20 == 0 and (ahead := t0 + j / rate - time.time()) > 0:
             time.sleep(ahead)
         k = first + j % streams
-        body = b'{"ts":%d,"value":%.3f}' % (T0 + 60 * (j // streams), 20.0 + (j % 97) * 0.01)
+        ts = time.time() if wall_ts else T0 + 60 * (j // streams)
+        body = b'{"ts":%.6f,"value":%.3f}' % (ts, 20.0 + (j % 97) * 0.01)
         while client.publish(f"sensors/s{k}", body, qos=qos).rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             time.sleep(0.001)  # paho's own queue is full: wait for acknowledgements
         sent += 1
@@ -88,6 +91,7 @@ def start_publishers(
     seconds: float,
     rate: float = 0.0,
     sent_to: Any = None,
+    wall_ts: bool = False,
 ) -> list[mp.Process]:
     """``procs`` publisher processes sharing ``streams``, ``count`` messages and ``rate``."""
     deadline = time.time() + seconds
@@ -105,12 +109,33 @@ def start_publishers(
                 deadline,
                 rate / procs,
                 sent_to,
+                wall_ts,
             ),
             daemon=True,
         )
         p.start()
         out.append(p)
     return out
+
+
+def collect_latencies(port: int, topic: str, ready: Any, stop: Any, out: Any) -> None:
+    """A subscriber process: for every score message on ``topic``, the seconds between its
+    sample's ``ts`` (its publish time, ``wall_ts``) and now; the list goes to ``out`` once
+    ``stop`` is set."""
+    loads = fast_loads()
+    got: list[float] = []
+
+    def on_message(c: Any, u: Any, msg: Any) -> None:
+        got.append(time.time() - loads(msg.payload)["ts"])
+
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    client.on_message = on_message
+    client.on_connect = lambda c, u, f, rc, p: (c.subscribe(topic), ready.set())
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    stop.wait()
+    client.loop_stop()
+    out.put(got)
 
 
 def fast_loads() -> Any:

@@ -6,11 +6,15 @@ bench/throughput.py measured). Every ``--every`` seconds it prints the interval'
 rate, p50/p99 receipt-to-verdict latency (from the daemon's histogram, this interval only)
 and RSS. At the end: messages published vs processed (at QoS 1 nothing may be missing), RSS
 growth from the first interval after every stream exists, and the whole run's latency.
-Writes JSON.
+With ``--outside``, latency is also measured from outside, exactly: each sample carries its
+publish time as its ts, the daemon publishes every score (``alerts.publish_scores``), and a
+subscriber takes the percentiles of (score received − published) over every scored sample
+(warm-up samples give no score; use few streams so they warm up early). Writes JSON.
 
     python bench/soak.py                                  # 60 s
     python bench/soak.py --seconds 600 --rate 2500        # the 10-minute soak
     python bench/soak.py --receiver thread                # mqtt.receiver = "thread"
+    python bench/soak.py --mode window --streams 200 --outside   # exact outside percentiles
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from common import (
+    collect_latencies,
     machine,
     processed,
     quantile,
@@ -60,6 +66,7 @@ def main() -> int:
     ap.add_argument("--publishers", type=int, default=2)
     ap.add_argument("--receiver", choices=["process", "thread"], default="process")
     ap.add_argument("--every", type=float, default=5.0, help="seconds per reported interval")
+    ap.add_argument("--outside", action="store_true", help="exact latency seen by a subscriber")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak.json")
     args = ap.parse_args()
     count = int(args.rate * args.seconds)
@@ -73,6 +80,7 @@ def main() -> int:
             "STREAMD_STATE__MAX_STREAMS": str(args.streams),
             "STREAMD_LOGGING__LEVEL": "WARNING",
             "STREAMD_MQTT__RECEIVER": args.receiver,
+            "STREAMD_ALERTS__PUBLISH_SCORES": "true" if args.outside else "false",
         }
         daemon = start_daemon(
             REPO / "models" / "default.onnx",
@@ -83,6 +91,15 @@ def main() -> int:
         )
         try:
             wait_ready(http_port)
+            ready, stop, lat_q = mp.Event(), mp.Event(), mp.Queue()
+            listener = mp.Process(
+                target=collect_latencies,
+                args=(port, "streamd/scores/#", ready, stop, lat_q),
+                daemon=True,
+            )
+            if args.outside:
+                listener.start()
+                ready.wait(30)
             rss0 = rss_mb(daemon.pid)
             first = prev = metric_values(scrape(http_port))
             sent_q: Any = mp.Queue()
@@ -96,6 +113,7 @@ def main() -> int:
                 args.seconds + 30,
                 args.rate,
                 sent_q,
+                wall_ts=args.outside,
             )
             print(f"{'t s':>6} {'msg/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'rss MB':>7}")
             while any(p.is_alive() for p in pubs) or (rows and rows[-1]["msg_s"] > 0):
@@ -120,6 +138,11 @@ def main() -> int:
                     break
             published = sum(sent_q.get(timeout=30) for _ in pubs)
             total = delta(metric_values(scrape(http_port)), first)
+            outside = np.array([])
+            if args.outside:
+                time.sleep(2.0)  # the last scores on their way
+                stop.set()
+                outside = np.array(lat_q.get(timeout=60))
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(60)
@@ -135,6 +158,14 @@ def main() -> int:
         "rejected": int(got - total.get('streamd_messages_total{result="accepted"}', 0.0)),
         "p50_ms": 1000 * quantile(total, LATENCY, 0.5),
         "p99_ms": 1000 * quantile(total, LATENCY, 0.99),
+        "outside_scores": len(outside),
+        **{
+            f"outside_p{q:g}_ms": float(1000 * np.quantile(outside, q / 100))
+            if len(outside)
+            else float("nan")
+            for q in (50, 99, 99.9)
+        },
+        "outside_max_ms": float(1000 * outside.max()) if len(outside) else float("nan"),
         "rss_start_mb": rss0,
         "rss_settled_mb": base,
         "rss_end_mb": rows[-1]["rss_mb"] if rows else rss0,
