@@ -76,8 +76,16 @@ def window_rows(timestamps: list[str], limits: list[list[str]], path: str) -> li
     return sorted(out)
 
 
-def _model_for(
+# Heads shorter than this train a model with half the window: with a few hundred rows a
+# model of 32 steps fits too few windows. Measured (docs/quality.md): heads of 180 and 300
+# rows score higher with window 16, heads of 600 rows and more with window 32; no dev
+# file's head lies between 300 and 600, so any bound there is the same rule.
+SHORT_HEAD_ROWS = 450
+
+
+def model_for(
     path: Path,
+    rows: int,
     model: Path | None,
     trainer: Trainer | None,
     train_head: float | None,
@@ -85,20 +93,19 @@ def _model_for(
     window: int,
     time_features: list[str],
 ) -> tuple[Path, str]:
-    """The model for ``path`` and what it is: the given one, one trained on the file's
-    head, one with half the window where the head is too short for the full one, or (too
-    short for that as well) the packaged shared model.
-
-    Half the window is the one fallback measured: on the dev files cut into 1,200-row
-    pieces (180-row heads) per-file models with window 16 score 25.7 against the shared
-    model's 18.0 (docs/quality.md)."""
+    """The model for ``path`` (``rows`` data rows) and what it is: the given one, or one
+    trained on the file's head: with ``window``, or half of it where the head is shorter
+    than :data:`SHORT_HEAD_ROWS` rows or too short for the full window to train, validate
+    and calibrate on; where it is too short for that too, the packaged shared model."""
     if model is not None:
         return model, "given model"
     if trainer is None or train_head is None:
         raise ValueError("give a model, or a trainer and the head fraction it trains on")
     calendar = "".join(f"-{t}" for t in time_features)
-    reason = ""
-    for w in (window, window // 2):
+    head = round(rows * train_head)
+    why = f"a {head}-row head" if head < SHORT_HEAD_ROWS else ""
+    error = ""
+    for w in (window, window // 2) if not why else (window // 2,):
         out = workdir / "models" / f"{path.stem}-head{train_head:g}-w{w}{calendar}.onnx"
         if not out.is_file():  # training is seeded: same file and head give the same model
             try:
@@ -111,11 +118,11 @@ def _model_for(
                     time_features=time_features,
                 )
             except DataError as e:  # too few rows to train, validate and calibrate on
-                reason = reason or e.message
+                why, error = why or e.message, e.message
                 continue
-        shorter = "" if w == window else f", window {w}: {reason}"
+        shorter = "" if w == window else f", window {w}: {why}"
         return out, f"trained on the first {train_head:.0%}{shorter}"
-    return PACKAGED_MODEL, f"shared model: {reason}"
+    return PACKAGED_MODEL, f"shared model: {error}"
 
 
 def evaluate_file(
@@ -130,9 +137,11 @@ def evaluate_file(
     time_features: list[str],
 ) -> FileOutcome:
     t0 = time.perf_counter()
-    model_path, which = _model_for(path, model, trainer, train_head, workdir, window, time_features)
-    fc = Forecaster(model_path, intra_op_threads=settings.inference.intra_op_threads)
     series = read_series(path, ["value"], keep_invalid=True)
+    model_path, which = model_for(
+        path, len(series.ts_s), model, trainer, train_head, workdir, window, time_features
+    )
+    fc = Forecaster(model_path, intra_op_threads=settings.inference.intra_op_threads)
     # NAB's probationary period is for learning: the stream learns its error level through it.
     learn = max(settings.scoring.history_warmup, probation_rows(len(series.ts_s)))
     settings = settings.model_copy(

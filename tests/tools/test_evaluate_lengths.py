@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamd.config import PACKAGED_MODEL
 from streamd.errors import ConfigError, DataError, ModelError, PayloadError, StreamdError
+from streamd.tools.evaluate import SHORT_HEAD_ROWS, model_for
 from streamd.tools.synth import PROFILES, Injection, inject, normal_series
 from tests.helpers import write_csv
 
@@ -37,9 +39,8 @@ def timestamps(path: Path) -> list[str]:
 
 
 def test_any_length_evaluates_and_a_bad_file_is_reported_alone(tmp_path: Path) -> None:
-    """A head too short for the model's window trains one with half of it (a 1,300-row
-    series: a 195-row head, 29 rows for validation); heads too short for that as well fall
-    back to the shared model; a 400-row series is
+    """A short head (a 1,300-row series: 195 rows) trains a model with half the window;
+    heads too short for that as well fall back to the shared model; a 400-row series is
     scored from about its 200th row (100 samples of scaling, then 100 of error history) and
     its anomaly found; a 150-row one is evaluated (every row written) though too short
     for a verdict; an error in one file costs that file only."""
@@ -81,13 +82,36 @@ def test_any_length_evaluates_and_a_bad_file_is_reported_alone(tmp_path: Path) -
     assert summary["files"] == 3
     assert "is not a row of the file" in summary["errors"]["short/bad.csv"]
     models = summary["models"]
-    assert models["short/medium.csv"] == "trained on the first 15%, window 16: " + (
-        "195 usable rows are too few for window 32: each of train/validation/calibration "
-        "(137/29/29 rows) needs more than 32"
-    )
+    assert models["short/medium.csv"] == "trained on the first 15%, window 16: a 195-row head"
     assert models["short/short.csv"].startswith("shared model: 60 usable rows")
     assert models["short/tiny.csv"].startswith("shared model")
     for name, n in (("short", 400), ("tiny", 150), ("medium", 1300)):
         path = out / "results" / "streamd" / "short" / f"streamd_{name}.csv"
         assert len(list(csv.DictReader(path.open()))) == n
     assert summary["detectors"]["streamd"]["events"]["windows_detected"] == 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "fits", "windows", "which"),
+    [
+        (3000, (32, 16), [32], "trained on the first 15%"),
+        (2980, (32, 16), [16], "trained on the first 15%, window 16: a 447-row head"),
+        (3000, (16,), [32, 16], "trained on the first 15%, window 16: too few rows for 32"),
+        (3000, (), [32, 16], "shared model: too few rows for 16"),
+    ],
+)
+def test_the_window_halves_for_a_short_head_or_one_too_short_for_it(
+    tmp_path: Path, rows: int, fits: tuple[int, ...], windows: list[int], which: str
+) -> None:
+    """Heads of SHORT_HEAD_ROWS rows or more train with the full window; shorter ones, or
+    ones the trainer finds too short for it, with half; then the shared model."""
+    tried: list[int] = []
+
+    def trainer(*, data: Path, out: Path, window: int, **_: object) -> None:
+        tried.append(window)
+        if window not in fits:
+            raise DataError(str(data), f"too few rows for {window}")
+
+    path, which_model = model_for(tmp_path / "a.csv", rows, None, trainer, 0.15, tmp_path, 32, [])
+    assert tried == windows and which_model == which
+    assert SHORT_HEAD_ROWS == 450 and (path == PACKAGED_MODEL) == (not fits)
