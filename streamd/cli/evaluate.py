@@ -73,7 +73,10 @@ def add_evaluate(sub: SubParsers) -> None:
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--jobs", type=int, default=0, help="parallel files (default: one per core)")
     p.add_argument(
-        "--window", type=int, default=TrainOptions.window, help="window of the per-file models"
+        "--window",
+        type=int,
+        default=TrainOptions.window,
+        help="window of the per-file models (%(default)s; half of it for heads under 450 rows)",
     )
     add_time_features(p, "of the per-file models")
     p.set_defaults(func=cmd_evaluate)
