@@ -23,6 +23,9 @@ from streamd.errors import DataError
 
 log = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
+# Long train windows (``train_span``) are taken every ``span // this`` rows: each row is then
+# a target in about this many windows, at as many lengths of context.
+STATEFUL_STRIDE_DIVISOR = 32
 
 
 @dataclass(frozen=True)
@@ -97,10 +100,19 @@ def running_windows(
     return Windows(np.ascontiguousarray(x), np.ascontiguousarray(y))
 
 
+def _every(w: Windows, stride: int) -> Windows:
+    """Every ``stride``-th window (long train windows overlap almost entirely)."""
+    return w if stride == 1 else Windows(w.x[::stride].copy(), w.y[::stride].copy())
+
+
 def _concat(parts: list[Windows], window: int, features: int, inputs: int) -> Windows:
+    """One set of windows; where files gave different spans, each keeps its last (shortest) span."""
     if not parts:
         return Windows.empty(window, features, inputs)
-    return Windows(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]))
+    span = min(p.x.shape[1] for p in parts)
+    return Windows(
+        np.concatenate([p.x[:, -span:] for p in parts]), np.concatenate([p.y for p in parts])
+    )
 
 
 @dataclass
@@ -134,6 +146,7 @@ def load_dataset(
     fractions: SplitFractions | None = None,
     per_stream_scaling: bool = False,
     time_features: list[str] | None = None,
+    train_span: int | None = None,
 ) -> Dataset:
     """Read ``paths``, keep each file's first ``head_fraction`` of rows, split, scale, window.
 
@@ -143,6 +156,11 @@ def load_dataset(
     ``scoring.scaling_warmup`` rows only set the statistics, as they do in the daemon.
     Otherwise ``scaling`` (default ``minmax``) is fitted on the train parts. ``time_features``
     are appended to every input row, computed from the row's timestamp as the runtime does.
+
+    ``train_span`` (at least ``window``) makes the train windows that long, every
+    ``span // STATEFUL_STRIDE_DIVISOR``-th one: a model trained on every step of them learns to
+    forecast from a state carried far beyond ``window`` steps, as ``step`` mode carries it.
+    Validation and calibration windows stay ``window`` long.
     """
     if per_stream_scaling and scaling == "minmax":
         raise DataError(
@@ -168,6 +186,7 @@ def load_dataset(
     calendars: list[tuple[F32, F32, F32]] = []
     running: list[tuple[Windows, Windows, Windows]] = []  # per-stream scaling's windows
     sc_defaults = ScoringSettings()
+    train_shapes: list[tuple[int, int]] = []  # per file: train window span, stride
     first_ts: list[float] = []
     last_ts: list[float] = []
     rows = 0
@@ -190,6 +209,10 @@ def load_dataset(
                 f"{n} usable rows are too few for window {window}: each of train/validation/"
                 f"calibration ({n_train}/{n_val}/{n_cal} rows) needs more than {window}",
             )
+        # the span of this file's train windows: as asked, within its train part
+        span = max(window, min(train_span or window, n_train - 1))
+        spans, strides = (span, window, window), (max(1, span // STATEFUL_STRIDE_DIVISOR), 1, 1)
+        train_shapes.append((span, strides[0]))
         parts.append(
             (values32[:n_train], values32[n_train : n_train + n_val], values32[n_train + n_val :])
         )
@@ -201,8 +224,8 @@ def load_dataset(
         if per_stream_scaling:  # train from the end of the scaling warm-up, then val, cal
             b = (sc_defaults.scaling_warmup, n_train, n_train + n_val, n)
             h = sc_defaults.scaling_horizon
-            w = [running_windows(values32, window, b[k], b[k + 1], cal32, h) for k in range(3)]
-            running.append((w[0], w[1], w[2]))
+            w = [running_windows(values32, spans[k], b[k], b[k + 1], cal32, h) for k in range(3)]
+            running.append((_every(w[0], strides[0]), w[1], w[2]))
         first_ts.append(float(ts_sorted[0]))
         last_ts.append(float(ts_sorted[-1]))
         rows += n
@@ -223,12 +246,12 @@ def load_dataset(
         scaled = [tuple(scaler.transform(part) for part in p) for p in parts]
 
         def split(k: int) -> Windows:
-            return _concat(
-                [make_windows(p[k], window, c[k]) for p, c in zip(scaled, calendars, strict=True)],
-                window,
-                f,
-                inputs,
-            )
+            shapes = train_shapes if k == 0 else [(window, 1)] * len(parts)
+            windows = [
+                _every(make_windows(p[k], span, c[k]), stride)
+                for p, c, (span, stride) in zip(scaled, calendars, shapes, strict=True)
+            ]
+            return _concat(windows, window, f, inputs)
 
     train, val, cal = split(0), split(1), split(2)
 

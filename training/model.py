@@ -68,6 +68,18 @@ class GRUForecaster(nn.Module):
             h_n = torch.cat((h_last, c_last), dim=2)
         return self.head(out[:, -1, :]), h_n
 
+    def forecast_every_step(self, x: torch.Tensor) -> torch.Tensor:
+        """``[batch, time, features]``: the forecast after every step of ``x`` from a zero
+        state (training on long windows; the exported graph keeps :meth:`forward`)."""
+        h0 = self.zero_state(len(x))
+        if self.config.cell == "gru":
+            out, _ = self.rnn(x, h0)
+        else:
+            h, c = torch.split(h0, self.config.hidden_size, dim=2)
+            out, _ = self.rnn(x, (h.contiguous(), c.contiguous()))
+        y_hat: torch.Tensor = self.head(out)
+        return y_hat
+
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

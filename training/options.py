@@ -35,6 +35,9 @@ class TrainOptions:
     report_dir: Path
     features: list[str] | None = None
     window: int = 32
+    # train windows this long (0: the window), trained on every step from `window` on, so the
+    # model also forecasts from a long-carried state (`step` mode)
+    train_span: int = 0
     hidden_size: int = 32
     layers: int = 2
     dropout: float = 0.0

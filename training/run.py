@@ -42,6 +42,8 @@ def train(opts: TrainOptions) -> TrainResult:
     t_start = time.perf_counter()
     if opts.window < 2:
         raise DataError("--window", "must be at least 2")
+    if opts.train_span and opts.train_span < opts.window:
+        raise DataError("--train-span", f"must be 0 or at least the window ({opts.window})")
     seed_everything(opts.loop.seed)
     ds = load_dataset(
         opts.data,
@@ -52,6 +54,7 @@ def train(opts: TrainOptions) -> TrainResult:
         fractions=SplitFractions(opts.validation_fraction, opts.calibration_fraction),
         per_stream_scaling=opts.per_stream_scaling,
         time_features=opts.time_features,
+        train_span=opts.train_span or None,
     )
     cfg = ForecasterConfig(
         features=len(ds.features),
@@ -74,6 +77,7 @@ def train(opts: TrainOptions) -> TrainResult:
         "data_sha256": ds.sha256,
         "dropped_rows": ds.dropped,
         "head_fraction": opts.head_fraction,
+        "train_span": ds.train.x.shape[1],
         "windows": {
             "train": len(ds.train),
             "validation": len(ds.validation),

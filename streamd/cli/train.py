@@ -32,6 +32,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
         report_dir=Path(ns.report),
         features=ns.features,
         window=ns.window,
+        train_span=ns.train_span,
         hidden_size=ns.hidden,
         layers=ns.layers,
         dropout=ns.dropout,
@@ -83,6 +84,15 @@ def add_train(sub: SubParsers) -> None:
     p.add_argument("--report", required=True, metavar="DIR", help="folder for plots and summary")
     p.add_argument("--features", nargs="+", help="feature columns (default: all but timestamp)")
     p.add_argument("--window", type=int, default=T.window, help="input window T (%(default)s)")
+    p.add_argument(
+        "--train-span",
+        type=int,
+        default=T.train_span,
+        metavar="STEPS",
+        help="train on windows this long, on every step from the window on, so that the "
+        "state 'step' mode carries stays in distribution (%(default)s: the window; the "
+        "default model uses 256)",
+    )
     p.add_argument("--hidden", type=int, default=T.hidden_size, help="units a layer (%(default)s)")
     p.add_argument("--layers", type=int, default=T.layers, help="recurrent layers (%(default)s)")
     p.add_argument("--dropout", type=float, default=T.dropout, help="dropout between layers")

@@ -135,9 +135,10 @@ class ModelSettings(Section):
 
 class InferenceSettings(Section):
     mode: Literal["step", "window"] = Field(
-        "window",
-        description="'window': re-run the full window per sample (matches training); "
-        "'step': one GRU step per sample with carried hidden state (cheaper, see docs)",
+        "step",
+        description="'step': one GRU step per sample with the hidden state carried per stream "
+        "(a third of the CPU of 'window'); 'window': re-run the last window per sample from a "
+        "zero state, as plain training sees it (see docs)",
     )
     batch_max_size: int = Field(512, ge=1, le=65536, description="samples per inference batch")
     batch_max_wait_ms: float = Field(

@@ -19,11 +19,12 @@ def test_training_windows_are_the_windows_the_daemon_predicts_from() -> None:
     rng = np.random.default_rng(2)
     values = normal_series(PROFILES[4], 700, 300.0, rng)[:, None]
     # Serving learns its scaling only from samples that are not hot (a glitch must not move
-    # it). With a threshold of 0.5 and warm-ups long enough for the scale to settle, none of
+    # it). With a threshold of 0.8 and warm-ups long enough for the scale to settle, none of
     # this normal series is hot, so every sample is learnt, as in training; the defaults
     # (0.3, warm-ups of 100) hold out the odd early sample, by design.
-    scoring = {"threshold": 0.5, "scaling_warmup": 288, "history_warmup": 300}
-    settings = Settings.model_validate({"scoring": scoring})
+    scoring = {"threshold": 0.8, "scaling_warmup": 288, "history_warmup": 300}
+    # window mode keeps the raw window to compare (step mode feeds the same scaled inputs)
+    settings = Settings.model_validate({"scoring": scoring, "inference": {"mode": "window"}})
     model = Forecaster(DEFAULT_MODEL)  # trained with per-stream scaling
     pipeline = build_pipeline(settings, model)
     window = model.card.window

@@ -10,12 +10,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from streamd.core.card import METADATA_KEY, ModelCard
 from streamd.core.inference import Forecaster
 from streamd.errors import ModelError
-from training.data import SplitFractions, load_dataset
+from training.data import STATEFUL_STRIDE_DIVISOR, SplitFractions, load_dataset
 from training.export import TOLERANCE
+from training.loop import every_step_loss
+from training.model import ForecasterConfig, GRUForecaster
 from training.options import LoopConfig, TrainOptions
 from training.run import train
 
@@ -56,6 +59,40 @@ def test_split_is_chronological_and_scaler_fit_on_train_only(normal_csv: Path) -
     np.testing.assert_array_equal(ds.validation.x[1, :-1], ds.validation.x[0, 1:])
 
 
+def test_a_train_span_makes_only_the_train_windows_long(normal_csv: Path) -> None:
+    ds = load_dataset(
+        [str(normal_csv)],
+        features=None,
+        window=10,
+        fractions=SplitFractions(0.2, 0.2),
+        train_span=96,
+    )
+    assert ds.train.x.shape[1] == 96
+    assert ds.validation.x.shape[1] == ds.calibration.x.shape[1] == 10
+    # 900 train rows -> 804 windows of 96, every 96 // 32 = 3rd
+    stride = 96 // STATEFUL_STRIDE_DIVISOR
+    assert len(ds.train) == len(range(0, 900 - 96, stride))
+    np.testing.assert_array_equal(ds.train.x[1, :-stride], ds.train.x[0, stride:])
+    np.testing.assert_array_equal(ds.train.y[0], ds.train.x[1, -stride])
+
+
+def test_a_long_window_is_trained_on_every_forecast_after_the_window() -> None:
+    """The every-step loss is the mean of what each prefix of ``window`` or more steps,
+    run from a zero state as :meth:`forward` runs it, forecasts of its next row."""
+    torch.manual_seed(0)
+    model = GRUForecaster(ForecasterConfig(features=2, time_inputs=1, hidden_size=8))
+    window, span = 4, 12
+    x = torch.randn(3, span, 3)
+    y = torch.randn(3, 2)
+    next_rows = torch.cat([x[:, 1:, :2], y[:, None, :]], dim=1)
+    per_prefix = [
+        torch.mean((model(x[:, : t + 1], model.zero_state(3))[0] - next_rows[:, t]) ** 2)
+        for t in range(window - 1, span)
+    ]
+    expected = torch.stack(per_prefix).mean()
+    torch.testing.assert_close(every_step_loss(model, x, y, window), expected)
+
+
 def test_too_few_rows_is_a_clear_error(normal_csv: Path, tmp_path: Path) -> None:
     r = subprocess.run(
         [
@@ -87,6 +124,7 @@ def test_too_few_rows_is_a_clear_error(normal_csv: Path, tmp_path: Path) -> None
     [
         (["--data", "/nonexistent.csv"], "no such file"),
         (["--features", "rpm"], "no column 'rpm'"),
+        (["--train-span", "5"], "--train-span: must be 0 or at least the window"),
     ],
 )
 def test_user_errors_give_one_line(
