@@ -15,7 +15,7 @@ def describe(path: str) -> str:
     ins = ", ".join(f"{i.name} {i.type} {i.shape}" for i in fc.session.get_inputs())
     outs = ", ".join(f"{o.name} {o.type} {o.shape}" for o in fc.session.get_outputs())
     cal = card.calibration
-    keys = ("files", "data_rows", "validation_loss", "epochs_run", "parameters")
+    keys = ("files", "data_rows", "train_span", "validation_loss", "epochs_run", "parameters")
     trained = json.dumps({k: card.training.get(k) for k in keys})
     lines = [
         f"model     {card.name}  version {card.version}  ({path})",
