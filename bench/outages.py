@@ -12,7 +12,15 @@ Four cases over a real Mosquitto (sessions on disk, ``max_queued_messages`` larg
   its paho receiver there).
 
 "unscored" is published minus accepted; a sample scored twice would show as accepted
-beyond published, and one scored out of its order as ``out_of_order``.
+beyond published, and one scored out of its order as ``out_of_order``. In the kill cases a
+second subscriber (the witness: its own persistent session, QoS 1, the same topics) records
+every sample the broker delivers; "never delivered" counts the published samples it never
+got, which the broker acknowledged to the publisher and then lost in a crash, and
+"delivered late" the samples it got for the first time after a newer sample of the same
+stream (streamd, with no reorder window, refuses such a sample as ``out_of_order``). The
+witness's session is not streamd's: the broker may lose or reorder a message for one
+session and not the other, so these tell what the broker does, not which sample streamd
+missed.
 
     python bench/outages.py                      # all cases, about 2 minutes
     python bench/outages.py --only pause --out bench/results/outages-pause.json
@@ -30,7 +38,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 from common import machine
+from paho.mqtt.enums import CallbackAPIVersion
 
 from streamd.tools.harness import (
     DEFAULT_MODEL,
@@ -40,7 +50,7 @@ from streamd.tools.harness import (
     start_daemon,
     wait_ready,
 )
-from streamd.tools.outages import NatsBroker, PersistentBroker, Publisher
+from streamd.tools.outages import STEP_S, T0, NatsBroker, PersistentBroker, Publisher
 
 Broker = PersistentBroker | NatsBroker
 
@@ -132,11 +142,51 @@ def pause(work: Path, seconds: float = 20.0, rate: float = 500.0) -> dict[str, A
         proc.send_signal(signal.SIGCONT)
         published = pub.finish(120)
         m = settle(http, published)
+        time.sleep(2.0)  # the witness gets its last redeliveries
         stop(proc)
         return row(f"SIGSTOP {seconds:.0f} s at {rate:.0f} msg/s", published, m,
                    time.monotonic() - t0)  # fmt: skip
     finally:
         broker.stop()
+
+
+class Witness:
+    """A subscriber of its own with a persistent QoS 1 session: the (topic, ts) of every
+    sample the broker delivers, across its restarts (paho reconnects by itself)."""
+
+    def __init__(self, port: int) -> None:
+        self.seen: set[tuple[str, float]] = set()
+        self.newest: dict[str, float] = {}  # per stream: the newest ts delivered so far
+        self.late = 0  # first deliveries of a sample after a newer one of its stream
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id="outages-witness",
+            clean_session=False,
+            protocol=mqtt.MQTTv311,  # what both brokers speak
+        )
+        self.client.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]  # paho takes floats
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("sensors/#", qos=1)
+        self.client.on_message = lambda c, u, msg: self._got(msg.topic, json.loads(msg.payload))
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        deadline = time.monotonic() + 10
+        while not self.client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _got(self, topic: str, body: dict[str, Any]) -> None:
+        key = (topic, body["ts"])
+        if key not in self.seen:
+            self.seen.add(key)
+            self.late += int(body["ts"] < self.newest.get(topic, float("-inf")))
+        self.newest[topic] = max(body["ts"], self.newest.get(topic, float("-inf")))
+
+    def never_delivered(self, pub: Publisher) -> int:
+        """How many of ``pub``'s samples the witness never got."""
+        self.client.disconnect()
+        self.client.loop_stop()
+        sent = {(f"sensors/s{k}", T0 + t * STEP_S) for t in range(pub.count)
+                for k in range(pub.streams)}  # fmt: skip
+        return len(sent - self.seen)
 
 
 def broker_kills(
@@ -146,6 +196,7 @@ def broker_kills(
     broker.start()
     try:
         proc, http = daemon(broker, work, "kills")
+        witness = Witness(broker.port)
         count = 3000
         pub = Publisher(broker.port, count=count, rate=rate)
         pub.start()
@@ -160,11 +211,14 @@ def broker_kills(
             broker.start()
         published = pub.finish(120)
         m = settle(http, published)
+        time.sleep(2.0)  # the witness gets its last redeliveries
         stop(proc)
         name = "NATS" if make is NatsBroker else "Mosquitto"
         out = row(f"{name} SIGKILL x {kills} at {rate:.0f} msg/s", published, m,
                   time.monotonic() - t0)  # fmt: skip
         out["reconnects"] = int(m.get("streamd_mqtt_reconnects_total", 0))
+        out["never_delivered"] = witness.never_delivered(pub)
+        out["delivered_late"] = witness.late
         return out
     finally:
         broker.stop()
@@ -193,9 +247,10 @@ def main(argv: list[str] | None = None) -> int:
                 (work / sub).mkdir(parents=True, exist_ok=True)
             rows += CASES[name](work)
     cols = ["published", "accepted", "unscored", "rate_limited", "out_of_order", "duplicate"]
-    print(f"{'case':<34} " + " ".join(f"{c:>12}" for c in cols))
+    cols += ["never_delivered", "delivered_late"]
+    print(f"{'case':<34} " + " ".join(f"{c:>15}" for c in cols))
     for r in rows:
-        print(f"{r['case']:<34} " + " ".join(f"{r[c]:>12}" for c in cols))
+        print(f"{r['case']:<34} " + " ".join(f"{r.get(c, '-'):>15}" for c in cols))
     ns.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": machine(), "reorder_window_ms": ns.reorder_window_ms}
     ns.out.write_text(json.dumps({**meta, "rows": rows}, indent=1))
