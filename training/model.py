@@ -59,24 +59,25 @@ class GRUForecaster(nn.Module):
     def zero_state(self, batch: int) -> torch.Tensor:
         return torch.zeros(self.config.layers, batch, self.config.state_size)
 
-    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _recur(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The recurrent layers' output at every step and the final state (LSTM: ``h, c``
+        side by side)."""
         if self.config.cell == "gru":
             out, h_n = self.rnn(x, h0)
         else:
             h, c = torch.split(h0, self.config.hidden_size, dim=2)
             out, (h_last, c_last) = self.rnn(x, (h.contiguous(), c.contiguous()))
             h_n = torch.cat((h_last, c_last), dim=2)
+        return out, h_n
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, h_n = self._recur(x, h0)
         return self.head(out[:, -1, :]), h_n
 
     def forecast_every_step(self, x: torch.Tensor) -> torch.Tensor:
         """``[batch, time, features]``: the forecast after every step of ``x`` from a zero
         state (training on long windows; the exported graph keeps :meth:`forward`)."""
-        h0 = self.zero_state(len(x))
-        if self.config.cell == "gru":
-            out, _ = self.rnn(x, h0)
-        else:
-            h, c = torch.split(h0, self.config.hidden_size, dim=2)
-            out, _ = self.rnn(x, (h.contiguous(), c.contiguous()))
+        out, _ = self._recur(x, self.zero_state(len(x)))
         y_hat: torch.Tensor = self.head(out)
         return y_hat
 

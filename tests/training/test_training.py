@@ -76,6 +76,33 @@ def test_a_train_span_makes_only_the_train_windows_long(normal_csv: Path) -> Non
     np.testing.assert_array_equal(ds.train.y[0], ds.train.x[1, -stride])
 
 
+def test_files_too_short_for_the_train_span_share_the_shortest_span(
+    normal_csv: Path, tmp_path: Path
+) -> None:
+    """A file whose train part is shorter than ``train_span`` cuts the span to fit; all
+    train windows then keep their last steps up to the shortest span, targets unchanged."""
+    lines = normal_csv.read_text().splitlines()
+    short = tmp_path / "short.csv"
+    # the first 300 rows (a 180-row train part): inside the long file's train part, so the
+    # min-max scaler fitted on both is the one fitted on the long file alone
+    short.write_text("\n".join(lines[:301]) + "\n")
+    ds = load_dataset(
+        [str(normal_csv), str(short)],
+        features=None,
+        window=10,
+        fractions=SplitFractions(0.2, 0.2),
+        train_span=400,
+    )
+    assert ds.train.x.shape[1] == 179  # the short file's span: its train part less one row
+    alone = load_dataset(
+        [str(normal_csv)], features=None, window=10, fractions=SplitFractions(0.2, 0.2),
+        train_span=400,
+    )  # fmt: skip
+    n = len(alone.train)
+    np.testing.assert_array_equal(ds.train.x[:n], alone.train.x[:, -179:])
+    np.testing.assert_array_equal(ds.train.y[:n], alone.train.y)
+
+
 def test_a_long_window_is_trained_on_every_forecast_after_the_window() -> None:
     """The every-step loss is the mean of what each prefix of ``window`` or more steps,
     run from a zero state as :meth:`forward` runs it, forecasts of its next row."""
