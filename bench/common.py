@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 # re-exported: the benches take them from here
 from streamd.tools.harness import process_tree as process_tree
 from streamd.tools.harness import rss_mb as rss_mb
+from streamd.tools.harness import scrape
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_767_225_600
@@ -179,6 +180,26 @@ def quantile(m: dict[str, float], name: str, q: float) -> float:
 
 def processed(m: dict[str, float]) -> float:
     return sum(v for k, v in m.items() if k.startswith("streamd_messages_total{"))
+
+
+def attach_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy on the daemon and its receiver process, raw folded stacks per thread, until
+    the daemon exits (``--nonblocking``: sampling must not slow what it measures)."""
+    cmd = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--threads", "--nonblocking"]
+    return subprocess.Popen(
+        [*cmd, "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def answers(http_port: int) -> bool:
+    """Whether the daemon's /metrics answers yet."""
+    try:
+        scrape(http_port)
+    except OSError:
+        return False
+    return True
 
 
 def rate_between(samples: list[tuple[float, float]], lo: float, hi: float) -> float:

@@ -29,7 +29,6 @@ import argparse
 import json
 import multiprocessing as mp
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +39,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from common import (
     REPO,
+    answers,
+    attach_profiler,
     cpu_seconds,
     fast_loads,
     machine,
@@ -168,17 +169,6 @@ def daemon_env(case: Drain, streams: int) -> dict[str, str]:
     } | case.env
 
 
-def attach_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
-    """py-spy on the daemon and its receiver process, raw folded stacks per thread, until
-    the daemon exits (``--nonblocking``: sampling must not slow what it measures)."""
-    cmd = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--threads", "--nonblocking"]
-    return subprocess.Popen(
-        [*cmd, "--format", "raw", "--output", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def drain_daemon(
     case: Drain,
     port: int,
@@ -208,22 +198,17 @@ def drain_daemon(
     )
     profiler = None
     try:
-        # Scrape from the moment /metrics answers, every 20 ms: a fast drain passes 10 % of
-        # the backlog within a tenth of a second of connecting.
-        cpu0 = own0 = t_cpu0 = 0.0
-        samples: list[tuple[float, float]] = []
+        # from the moment /metrics answers, every 20 ms: a fast drain passes 10 % of the
+        # backlog within a tenth of a second of connecting; the start-up is not the drain
         deadline = time.monotonic() + seconds
+        while not answers(http_port) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        profiler = attach_profiler(daemon.pid, profile) if profile is not None else None
+        cpu0, t_cpu0 = cpu_seconds(daemon.pid), time.monotonic()
+        own0 = cpu_seconds(daemon.pid, tree=False)
+        samples: list[tuple[float, float]] = []
         while time.monotonic() < deadline:
-            try:
-                got = processed(metric_values(scrape(http_port)))
-            except OSError:  # not listening yet
-                time.sleep(0.02)
-                continue
-            if not samples:  # CPU counts from here: the start-up is not the drain
-                cpu0, t_cpu0 = cpu_seconds(daemon.pid), time.monotonic()
-                own0 = cpu_seconds(daemon.pid, tree=False)
-                if profile is not None:
-                    profiler = attach_profiler(daemon.pid, profile)
+            got = processed(metric_values(scrape(http_port)))
             samples.append((time.monotonic(), got))
             case.daemon_rss_mb = max(case.daemon_rss_mb, rss_mb(daemon.pid))
             if got >= count:
@@ -284,9 +269,7 @@ def run_case(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="backlog drain: streamd vs a bare subscriber")
     ap.add_argument("--streams", type=int, nargs="+", default=[10000])
-    ap.add_argument(
-        "--modes", nargs="+", default=[Settings().inference.mode], help="(default: the daemon's)"
-    )
+    ap.add_argument("--modes", nargs="+", default=[Settings().inference.mode])  # the daemon's
     ap.add_argument("--count", type=int, default=200_000, help="messages in the backlog")
     ap.add_argument("--seconds", type=float, default=120.0, help="time bound per drain")
     ap.add_argument("--protocol", choices=["3.1.1", "5"], default="5")
