@@ -77,13 +77,22 @@ def daemon(broker: Broker, work: Path, name: str) -> tuple[Any, int]:
     return proc, http
 
 
-def settle(http: int, published: int, timeout_s: float = 120.0) -> dict[str, float]:
-    """Metrics once everything published is counted and the queue is empty."""
+def settle(
+    http: int, published: int, timeout_s: float = 120.0, quiet_s: float = 40.0
+) -> dict[str, float]:
+    """Metrics once every published sample is scored, or once nothing has been counted for
+    ``quiet_s`` with the queue empty (redeliveries count as ``out_of_order`` or ``duplicate``,
+    so a count of all results reaches ``published`` before the last samples are scored;
+    ``quiet_s`` outlasts NATS's 30 s ack_wait, after which it redelivers)."""
     deadline = time.monotonic() + timeout_s
+    last, since = -1.0, time.monotonic()
     while True:
         m = metric_values(scrape(http))
         counted = sum(v for k, v in m.items() if k.startswith("streamd_messages_total{"))
-        done = counted >= published and m["streamd_queue_depth"] == 0
+        if counted != last:
+            last, since = counted, time.monotonic()
+        idle = m["streamd_queue_depth"] == 0
+        done = idle and (result(m, "accepted") >= published or time.monotonic() - since > quiet_s)
         if done or time.monotonic() > deadline:
             return m
         time.sleep(0.25)
