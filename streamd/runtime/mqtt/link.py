@@ -93,12 +93,15 @@ class Link(Protocol):
 
 class Backoff:
     """Reconnect delays: exponential from ``min_s`` up to ``max_s``, each drawn uniformly
-    below its bound ("full jitter"), so a fleet that lost one broker does not reconnect in
-    lockstep.
+    from the upper half of its bound ("equal jitter"), so a fleet that lost one broker does
+    not reconnect in lockstep, and attempts that fail at once during a short outage do not
+    double the bound within a second: with "full jitter" (anywhere below the bound) a few
+    tiny draws while a broker restarted raised it to 16 s, and the daemon came back 10 s
+    after a broker that was away for 0.6 s (docs/daemon.md, "A broker crash").
 
     >>> b = Backoff(1.0, 8.0, random.Random(1))
     >>> [round(b.next(), 2) for _ in range(5)]
-    [0.13, 1.69, 3.06, 2.04, 3.96]
+    [0.57, 1.85, 3.53, 5.02, 5.98]
     """
 
     def __init__(self, min_s: float, max_s: float, rng: random.Random | None = None) -> None:
@@ -109,7 +112,7 @@ class Backoff:
     def next(self) -> float:
         """The delay before the next attempt; each failure doubles its bound."""
         self._bound = self.min_s if self._bound is None else min(self._bound * 2, self.max_s)
-        return self._rng.uniform(0.0, self._bound)
+        return self._rng.uniform(self._bound / 2, self._bound)
 
     def reset(self) -> None:
         """The broker accepted: the next failure starts from ``min_s`` again."""
