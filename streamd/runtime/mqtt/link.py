@@ -95,9 +95,10 @@ class Backoff:
     """Reconnect delays: exponential from ``min_s`` up to ``max_s``, each drawn uniformly
     from the upper half of its bound ("equal jitter"), so a fleet that lost one broker does
     not reconnect in lockstep, and attempts that fail at once during a short outage do not
-    double the bound within a second: with "full jitter" (anywhere below the bound) a few
-    tiny draws while a broker restarted raised it to 16 s, and the daemon came back 10 s
-    after a broker that was away for 0.6 s (docs/daemon.md, "A broker crash").
+    double the bound within a second. With "full jitter" (anywhere below the bound), tiny
+    draws while a broker restarts raise the bound so far that the daemon stays away long
+    after the broker is back, and a broker crash meanwhile loses the session's queue
+    (docs/daemon.md, "Found: the reconnect backoff").
 
     >>> b = Backoff(1.0, 8.0, random.Random(1))
     >>> [round(b.next(), 2) for _ in range(5)]
