@@ -15,6 +15,7 @@ subscriber takes the percentiles of (score received − published) over every sc
     python bench/soak.py --seconds 600 --rate 2500        # the 10-minute soak
     python bench/soak.py --receiver thread                # mqtt.receiver = "thread"
     python bench/soak.py --mode window --streams 200 --outside   # exact outside percentiles
+    python bench/soak.py --set STREAMD_INFERENCE__BATCH_MAX_WAIT_MS=2   # other settings
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 from common import (
     collect_latencies,
+    cpu_seconds,
     machine,
     processed,
     quantile,
@@ -67,6 +69,13 @@ def main() -> int:
     ap.add_argument("--receiver", choices=["process", "thread"], default="process")
     ap.add_argument("--every", type=float, default=5.0, help="seconds per reported interval")
     ap.add_argument("--outside", action="store_true", help="exact latency seen by a subscriber")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="STREAMD_X__Y=V",
+        help="more settings for streamd, as environment variables",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak.json")
     args = ap.parse_args()
     count = int(args.rate * args.seconds)
@@ -81,6 +90,7 @@ def main() -> int:
             "STREAMD_LOGGING__LEVEL": "WARNING",
             "STREAMD_MQTT__RECEIVER": args.receiver,
             "STREAMD_ALERTS__PUBLISH_SCORES": "true" if args.outside else "false",
+            **dict(kv.split("=", 1) for kv in args.set),
         }
         daemon = start_daemon(
             REPO / "models" / "default.onnx",
@@ -103,7 +113,7 @@ def main() -> int:
             rss0 = rss_mb(daemon.pid)
             first = prev = metric_values(scrape(http_port))
             sent_q: Any = mp.Queue()
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), cpu_seconds(daemon.pid)
             pubs = start_publishers(
                 port,
                 args.qos,
@@ -136,6 +146,7 @@ def main() -> int:
                 )
                 if time.monotonic() - t0 > args.seconds + 120:
                     break
+            cpu_s = cpu_seconds(daemon.pid) - cpu0  # the daemon and its receiver
             published = sum(sent_q.get(timeout=30) for _ in pubs)
             total = delta(metric_values(scrape(http_port)), first)
             outside = np.array([])
@@ -158,6 +169,7 @@ def main() -> int:
         "rejected": int(got - total.get('streamd_messages_total{result="accepted"}', 0.0)),
         "p50_ms": 1000 * quantile(total, LATENCY, 0.5),
         "p99_ms": 1000 * quantile(total, LATENCY, 0.99),
+        "cpu_us_per_msg": 1e6 * cpu_s / got if got else float("nan"),
         "outside_scores": len(outside),
         **{
             f"outside_p{q:g}_ms": float(1000 * np.quantile(outside, q / 100))

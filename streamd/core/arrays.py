@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar, cast
+
 import numpy as np
 import numpy.typing as npt
 
@@ -9,3 +11,23 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
+
+# The scorer runs once per batch, and at a few thousand msg/s batches hold a few dozen
+# samples, so numpy's per-call overhead, not the arithmetic, is what a batch costs. These
+# two do what np.clip and np.nan_to_num do for float arrays in about a third of the time
+# (bench/per_batch.py).
+
+
+_A = TypeVar("_A", bound=npt.NDArray[Any])
+
+
+def clip(a: _A, lo: npt.ArrayLike, hi: npt.ArrayLike) -> _A:
+    """``np.clip(a, lo, hi)`` (NaN stays NaN, the dtype stays ``a``'s), without np.clip's
+    dispatch overhead."""
+    return cast(_A, np.minimum(np.maximum(a, lo), hi))
+
+
+def nan_to_num(a: _A, nan: float = 0.0) -> _A:
+    """``np.nan_to_num(a, nan=nan)`` for a float array: NaN -> ``nan``, ±inf -> ±its max."""
+    big = float(np.finfo(a.dtype).max)
+    return cast(_A, np.minimum(np.maximum(np.where(np.isnan(a), nan, a), -big), big))

@@ -12,12 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from streamd.core.arrays import F64, I64, B
+from streamd.core.arrays import F64, I64, B, clip, nan_to_num
 
 if TYPE_CHECKING:
     from streamd.core.params import ScoringParams
-
-_erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
 def log10_tail(z: F64) -> F64:
@@ -29,7 +27,8 @@ def log10_tail(z: F64) -> F64:
     z = np.asarray(z, dtype=np.float64)
     out = np.empty_like(z)
     near = z < 30.0
-    out[near] = np.log10(0.5 * _erfc(z[near] / math.sqrt(2.0)))
+    scaled = z[near] / math.sqrt(2.0)
+    out[near] = np.log10(0.5 * np.fromiter(map(math.erfc, scaled), np.float64, len(scaled)))
     far = z[~near]  # Mills ratio: P(Z >= z) ~ phi(z) / z
     out[~near] = (-0.5 * far**2 - np.log(far * math.sqrt(2.0 * math.pi))) / math.log(10.0)
     return out
@@ -37,7 +36,7 @@ def log10_tail(z: F64) -> F64:
 
 def score_from_z(z: F64) -> F64:
     """Anomaly score in [0, 1] from the standardised recent error ``z``."""
-    return np.clip(-log10_tail(z) / 10.0, 0.0, 1.0)
+    return clip(-log10_tail(z) / 10.0, 0.0, 1.0)
 
 
 # Bins of the smoothed normalised error for each stream's history: coarse below zero (better
@@ -100,7 +99,7 @@ class ErrorHistory:
         """Smooth ``error`` into each slot; returns the surprise, the history bin of the
         smoothed error (for :meth:`learn`) and whether the slot is still warming up."""
         p = self.params
-        u = np.clip(np.nan_to_num((error - self.center) / self.scale, nan=U_MAX), -U_MAX, U_MAX)
+        u = clip(nan_to_num((error - self.center) / self.scale, nan=U_MAX), -U_MAX, U_MAX)
         s = np.where(
             self.primed[slots],
             (1 - p.smoothing_alpha) * self.smooth[slots] + p.smoothing_alpha * u,

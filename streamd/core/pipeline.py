@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from streamd.core import timefeatures
 from streamd.core.alerts import AlertEvent, AlertTracker
-from streamd.core.arrays import F32, F64, I64
+from streamd.core.arrays import F32, F64, I64, clip, nan_to_num
 from streamd.core.feed import INPUT_CLIP, ModelFeed
 from streamd.core.inference import Forecaster
 from streamd.core.params import ScoringParams
@@ -254,7 +254,7 @@ class Pipeline:
             scaled = ((raw - offset) / scale).astype(np.float32)
         # the model's input row: scaled values (clipped: no glitch drives the GRU to NaN),
         # then (if the model reads them) time features
-        inputs = np.clip(scaled, -INPUT_CLIP, INPUT_CLIP)
+        inputs = clip(scaled, -INPUT_CLIP, INPUT_CLIP)
         if card.time_features:
             inputs = np.concatenate([inputs, timefeatures.encode(ts, card.time_features)], axis=1)
 
@@ -268,7 +268,7 @@ class Pipeline:
             sc = scale[ready] if scale.ndim == 2 else scale
             predicted = st.pred[r_slots] * sc + o
             with np.errstate(invalid="ignore"):  # an infinite difference has no share
-                share = np.nan_to_num(sq / np.maximum(sq.sum(axis=1, keepdims=True), 1e-300))
+                share = nan_to_num(sq / np.maximum(sq.sum(axis=1, keepdims=True), 1e-300))
             # per source: what the sample was compared with (original units), and each
             # feature's share of the squared difference (an alert's contributions)
             evidence = {"forecast": (predicted, share)}
@@ -279,7 +279,7 @@ class Pipeline:
                     p_sq = ((raw[ready] - expected) / sc) ** 2
                     perr = np.sqrt(p_sq.mean(axis=1))
                     p_share = p_sq / np.maximum(p_sq.sum(axis=1, keepdims=True), 1e-300)
-                evidence["profile"] = (expected, np.nan_to_num(p_share))
+                evidence["profile"] = (expected, nan_to_num(p_share))
             scored = self.scores.update(r_slots, err, perr)
             res.status[r_rows] = SCORED
             res.score[r_rows] = scored.score

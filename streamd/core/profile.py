@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamd.core.arrays import F64, I64
+from streamd.core.arrays import F64, I64, clip, nan_to_num
 from streamd.core.timefeatures import PERIODS_S
 
 
@@ -62,8 +62,8 @@ class SeasonalProfile:
     def learn(self, slots: I64, ts_s: F64, raw: F64) -> None:
         """Move each row's bin average towards its value; ``slots`` distinct within a call."""
         b = self.bin_of(ts_s)
-        dt = np.nan_to_num(ts_s - self.prev_ts[slots], nan=self.bin_s)
-        w = np.clip(dt, 0.0, self.bin_s) / (self.periods * self.bin_s)
+        dt = nan_to_num(ts_s - self.prev_ts[slots], nan=self.bin_s)
+        w = clip(dt, 0.0, self.bin_s) / (self.periods * self.bin_s)
         w = np.where(self.seen[slots, b], w, 1.0)[:, None]
         m = self.mean[slots, b]
         self.mean[slots, b] = m + (w * (raw - m)).astype(np.float32)

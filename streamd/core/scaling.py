@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from streamd.core.arrays import F64, I64
+from streamd.core.arrays import F64, I64, clip
 
 if TYPE_CHECKING:
     from streamd.core.card import ModelCard
@@ -125,7 +125,7 @@ def learn_running(n: I64, mean: F64, var: F64, slots: I64, raw: F64, horizon: in
         CLIP_SIGMAS * np.maximum(np.sqrt(var[slots]), MIN_SCALE),
         np.inf,
     )
-    delta = np.clip(delta, -bound, bound)
+    delta = clip(delta, -bound, bound)
     mean[slots] += w * delta
     var[slots] = (1 - w) * (var[slots] + w * delta**2)
     n[slots] = count + 1

@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from streamd.core.arrays import F64, I64, B
+from streamd.core.arrays import F64, I64, B, clip
 from streamd.core.history import ErrorHistory
 from streamd.core.hysteresis import Hysteresis, Verdict
 from streamd.core.params import ScoringParams
@@ -136,7 +136,7 @@ class ScoreState:
         surprise, bins, warming = self.history.observe(slots, error)
         own_hot = surprise / 10.0 >= p.threshold
         own_quiet = surprise / 10.0 < p.threshold_low
-        forecast, expired = self.alert.step(slots, np.clip(surprise / 10.0, 0.0, 1.0), warming, p)
+        forecast, expired = self.alert.step(slots, clip(surprise / 10.0, 0.0, 1.0), warming, p)
         verdicts = {"forecast": forecast}
         now = forecast.anomalous
         ph, pa = self.profile_history, self.profile_alert
@@ -148,11 +148,11 @@ class ScoreState:
             p_surprise[valid] = np.where(v_warming, 0.0, v_surprise)
             p_warming = np.ones(len(slots), bool)
             p_warming[valid] = v_warming
-            profile, p_expired = pa.step(slots, np.clip(p_surprise / 10.0, 0.0, 1.0), p_warming, p)
+            profile, p_expired = pa.step(slots, clip(p_surprise / 10.0, 0.0, 1.0), p_warming, p)
             verdicts["profile"] = profile
             surprise = np.maximum(surprise, p_surprise)
             now = now | profile.anomalous
-        score = np.clip(surprise / 10.0, 0.0, 1.0)
+        score = clip(surprise / 10.0, 0.0, 1.0)
         self.last_score[slots] = score
 
         # An anomaly that outlasts max_anomaly_samples is its source's new normal.

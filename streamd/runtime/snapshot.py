@@ -46,7 +46,7 @@ class Restored:
     saved_at: float
 
 
-def _fields(p: Pipeline) -> Iterator[tuple[str, np.ndarray, int]]:
+def slot_arrays(p: Pipeline) -> Iterator[tuple[str, np.ndarray, int]]:
     """``(key, array, slot axis)`` of every per-slot array in use (not the other mode's).
 
     The forecast error's history and hysteresis keep the ``c.`` keys they had before the
@@ -93,7 +93,7 @@ def save(pipeline: Pipeline, path: Path, keep: Callable[[str], bool] | None = No
     ids = [stream for stream, _ in items]
     slots = np.array([slot for _, slot in items], np.int64)
     arrays: dict[str, np.ndarray] = {}
-    for key, array, axis in _fields(pipeline):
+    for key, array, axis in slot_arrays(pipeline):
         arrays[key] = np.take(array, slots, axis=axis)
     position = {slot: i for i, (_, slot) in enumerate(items)}
     open_alerts = [
@@ -168,7 +168,7 @@ def _load(pipeline: Pipeline, path: Path) -> Restored:
         first = len(ids) - len(keep)
         slots = np.array([pipeline.table.lookup(stream).slot for stream in keep], np.int64)
         rows = np.arange(first, len(ids))
-        for key, array, axis in _fields(pipeline):
+        for key, array, axis in slot_arrays(pipeline):
             optional = key.startswith(PROFILE_KEYS)
             if optional and key not in z.files:
                 continue  # the profile was off when this was taken: learn it afresh
