@@ -16,6 +16,7 @@ subscriber takes the percentiles of (score received − published) over every sc
     python bench/soak.py --receiver thread                # mqtt.receiver = "thread"
     python bench/soak.py --mode window --streams 200 --outside   # exact outside percentiles
     python bench/soak.py --set STREAMD_INFERENCE__BATCH_MAX_WAIT_MS=2   # other settings
+    python bench/soak.py --profile /tmp/soak.txt && python bench/folded.py /tmp/soak.txt
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from common import (
+    attach_profiler,
     collect_latencies,
     cpu_seconds,
     machine,
@@ -76,6 +78,13 @@ def main() -> int:
         metavar="STREAMD_X__Y=V",
         help="more settings for streamd, as environment variables",
     )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="record the daemon and its receiver with py-spy (pip install -e '.[bench]') into "
+        "FILE, raw folded stacks per thread; summarise with bench/folded.py",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak.json")
     args = ap.parse_args()
     count = int(args.rate * args.seconds)
@@ -99,8 +108,11 @@ def main() -> int:
             extra_env=env,
             log_path=Path(tmp) / "d.log",
         )
+        profiler = None
         try:
             wait_ready(http_port)
+            if args.profile:
+                profiler = attach_profiler(daemon.pid, args.profile)
             ready, stop, lat_q = mp.Event(), mp.Event(), mp.Queue()
             listener = mp.Process(
                 target=collect_latencies,
@@ -157,6 +169,8 @@ def main() -> int:
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(60)
+            if profiler is not None:
+                profiler.wait(60)  # it writes its file once the daemon has exited
             broker.terminate()
     got = processed(total)
     # RSS growth from the first interval after every stream has been seen
