@@ -16,7 +16,7 @@ from streamd.core.card import METADATA_KEY, ModelCard
 from streamd.core.inference import Forecaster
 from streamd.errors import ModelError
 from training.data import STATEFUL_STRIDE_DIVISOR, SplitFractions, load_dataset
-from training.export import TOLERANCE
+from training.export import TOLERANCE, ExportCheckError
 from training.loop import every_step_loss
 from training.model import ForecasterConfig, GRUForecaster
 from training.options import LoopConfig, TrainOptions
@@ -188,6 +188,17 @@ def test_same_seed_same_model(normal_csv: Path, tmp_path: Path) -> None:
     b = train(_tiny_options(normal_csv, tmp_path / "b"))
     assert a.card.version == b.card.version
     assert a.summary["validation_loss"] == b.summary["validation_loss"]
+
+
+def test_an_export_that_fails_its_checks_keeps_the_model_that_was_there(
+    normal_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "m.onnx").write_bytes(b"the model from before")
+    monkeypatch.setattr("training.export.TOLERANCE", -1.0)  # no export can pass
+    with pytest.raises(ExportCheckError, match="differs from torch"):
+        train(_tiny_options(normal_csv, tmp_path))
+    assert (tmp_path / "m.onnx").read_bytes() == b"the model from before"
+    assert not list(tmp_path.glob("*.partial"))
 
 
 def test_lstm_counterpart_exports_with_the_same_contract(normal_csv: Path, tmp_path: Path) -> None:
