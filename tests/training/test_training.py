@@ -15,8 +15,8 @@ import torch
 from streamd.core.card import METADATA_KEY, ModelCard
 from streamd.core.inference import Forecaster
 from streamd.errors import ModelError
-from training.data import STATEFUL_STRIDE_DIVISOR, SplitFractions, load_dataset
-from training.export import TOLERANCE, ExportCheckError
+from training.data import STATEFUL_STRIDE_DIVISOR, SplitFractions, Windows, load_dataset
+from training.export import TOLERANCE, ExportCheckError, export_and_verify
 from training.loop import every_step_loss
 from training.model import ForecasterConfig, GRUForecaster
 from training.options import LoopConfig, TrainOptions
@@ -199,6 +199,24 @@ def test_an_export_that_fails_its_checks_keeps_the_model_that_was_there(
         train(_tiny_options(normal_csv, tmp_path))
     assert (tmp_path / "m.onnx").read_bytes() == b"the model from before"
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_the_parity_bound_scales_with_the_outputs(tiny_model, tmp_path: Path) -> None:
+    """float32 errs in proportion to the values: a network whose predictions are in the
+    thousands (as a model of spiky series gives) differs from torch by far more than 1e-5 in
+    absolute terms, and must still export, and load."""
+    _, result = tiny_model
+    card = result.card
+    torch.manual_seed(0)
+    model = GRUForecaster(ForecasterConfig(features=2, hidden_size=16, layers=2)).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(1e4)  # predictions up to about 1,200
+    x = np.random.default_rng(0).normal(size=(64, card.window, 2)).astype(np.float32)
+    check = Windows(x, np.zeros((64, 2), np.float32))
+    _, parity = export_and_verify(model, card, tmp_path / "big.onnx", check)
+    assert parity.torch_vs_ort > TOLERANCE  # an absolute bound would have refused it
+    fc = Forecaster(tmp_path / "big.onnx")  # runs the card's self-test
+    assert fc.self_test() <= fc.card.self_test.tolerance
 
 
 def test_lstm_counterpart_exports_with_the_same_contract(normal_csv: Path, tmp_path: Path) -> None:
