@@ -23,11 +23,12 @@ from streamd.core.timefeatures import PERIODS_S
 
 
 class SeasonalProfile:
-    """Per-slot arrays: the average of each phase bin (raw units), whether it has been seen,
-    and the time of the stream's last learnt sample."""
+    """Per-slot arrays: the average of each phase bin (raw units; NaN until the bin has been
+    seen, which costs no flag array: 48 bytes a stream with 48 bins) and the time of the
+    stream's last learnt sample."""
 
     # Per-slot arrays (indexed on axis 0) that a state snapshot holds.
-    SLOT_FIELDS = (("mean", 0), ("seen", 0), ("prev_ts", 0))
+    SLOT_FIELDS = (("mean", 0), ("prev_ts", 0))
 
     def __init__(
         self, capacity: int, features: int, period: str, bins: int, periods: float
@@ -38,13 +39,11 @@ class SeasonalProfile:
         self.bins = bins
         self.bin_s = self.period_s / bins
         self.periods = periods
-        self.mean = np.zeros((capacity, bins, features), np.float32)
-        self.seen = np.zeros((capacity, bins), bool)
+        self.mean = np.full((capacity, bins, features), np.nan, np.float32)
         self.prev_ts = np.full(capacity, np.nan)
 
     def reset(self, slots: I64 | list[int]) -> None:
-        self.mean[slots] = 0.0
-        self.seen[slots] = False
+        self.mean[slots] = np.nan
         self.prev_ts[slots] = np.nan
 
     def bin_of(self, ts_s: F64) -> I64:
@@ -54,9 +53,7 @@ class SeasonalProfile:
 
     def expected(self, slots: I64, ts_s: F64) -> F64:
         """What each row's time of day usually brings (raw units); NaN where unseen."""
-        b = self.bin_of(ts_s)
-        out: F64 = self.mean[slots, b].astype(np.float64)
-        out[~self.seen[slots, b]] = np.nan
+        out: F64 = self.mean[slots, self.bin_of(ts_s)].astype(np.float64)
         return out
 
     def learn(self, slots: I64, ts_s: F64, raw: F64) -> None:
@@ -64,8 +61,7 @@ class SeasonalProfile:
         b = self.bin_of(ts_s)
         dt = nan_to_num(ts_s - self.prev_ts[slots], nan=self.bin_s)
         w = clip(dt, 0.0, self.bin_s) / (self.periods * self.bin_s)
-        w = np.where(self.seen[slots, b], w, 1.0)[:, None]
         m = self.mean[slots, b]
-        self.mean[slots, b] = m + (w * (raw - m)).astype(np.float32)
-        self.seen[slots, b] = True
+        moved = m + (w[:, None] * (raw - m)).astype(np.float32)
+        self.mean[slots, b] = np.where(np.isnan(m), raw.astype(np.float32), moved)
         self.prev_ts[slots] = ts_s

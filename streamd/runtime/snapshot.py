@@ -177,6 +177,9 @@ def _load(pipeline: Pipeline, path: Path) -> Restored:
                 continue  # taken with other profile bins
             index = (slice(None),) * axis + (slots,)
             array[index] = np.take(saved, rows, axis=axis)
+            if key == "p.mean" and "p.seen" in z.files:
+                # before 2026-12-02 unseen bins were flagged apart and held 0; now they are NaN
+                array[slots] = np.where(z["p.seen"][rows][..., None], array[slots], np.nan)
         contrib = z["alert_contrib"]
     restored = 0
     for a, c in zip(header["alerts"], contrib, strict=True):

@@ -143,7 +143,7 @@ def test_the_seasonal_profile_survives_a_restart_and_older_snapshots_still_load(
     tiny_model, tmp_path: Path
 ) -> None:
     p, _, rest = fed(tiny_model, "step", profile="day")
-    assert p.profile is not None and p.profile.seen.any()
+    assert p.profile is not None and not np.isnan(p.profile.mean).all()
     path = tmp_path / "state.npz"
     snapshot.save(p, path)
     q = make(tiny_model, "step", history_warmup=40, profile="day", leave_after=12)
@@ -156,8 +156,32 @@ def test_the_seasonal_profile_survives_a_restart_and_older_snapshots_still_load(
     snapshot.save(plain, path)
     r = make(tiny_model, "step", history_warmup=40, profile="day", leave_after=12)
     assert snapshot.load(r, path).streams == ["a", "b", "c"]
-    assert r.profile is not None and not r.profile.seen.any()  # learnt afresh
+    assert r.profile is not None and np.isnan(r.profile.mean).all()  # learnt afresh
     assert np.all(r.process(rest).status == SCORED)  # the forecast history was restored
+
+
+def test_a_snapshot_that_flags_unseen_profile_bins_apart_loads_them_as_unseen(
+    tiny_model, tmp_path: Path
+) -> None:
+    """Snapshots before 2026-12-02 held ``p.seen`` beside a ``p.mean`` of 0 for unseen bins."""
+    p, _, _ = fed(tiny_model, "step", profile="day")
+    assert p.profile is not None
+    path = tmp_path / "state.npz"
+    snapshot.save(p, path)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    seen = ~np.isnan(arrays["p.mean"]).any(axis=2)
+    assert seen.any() and not seen.all()
+    arrays["p.seen"], arrays["p.mean"] = seen, np.nan_to_num(arrays["p.mean"], nan=0.0)
+    old = tmp_path / "old.npz"
+    np.savez(old, **arrays)  # type: ignore[arg-type]
+    q = make(tiny_model, "step", history_warmup=40, profile="day", leave_after=12)
+    snapshot.load(q, old)
+    assert q.profile is not None
+    slots = [q.table.slot_of(s) for s in ("a", "b", "c")]
+    np.testing.assert_array_equal(
+        q.profile.mean[slots], p.profile.mean[[p.table.slot_of(s) for s in ("a", "b", "c")]]
+    )
 
 
 def test_partition_snapshots_hold_their_own_streams_and_load_side_by_side(
