@@ -76,9 +76,9 @@ class ScoreState:
     score is the larger of the two.
     """
 
-    # Per-slot arrays (all indexed on axis 0) that a state snapshot holds, beside those of
-    # each history and each hysteresis.
-    SLOT_FIELDS = (("last_score", 0),)
+    # Per-slot arrays (all indexed on axis 0) that a state snapshot holds: none of its own,
+    # only those of each history and each hysteresis.
+    SLOT_FIELDS: tuple[tuple[str, int], ...] = ()
 
     def __init__(self, capacity: int, params: ScoringParams, profile: bool = False) -> None:
         self.params = params
@@ -88,7 +88,6 @@ class ScoreState:
             ErrorHistory(capacity, params, 0.0, params.cal_mean) if profile else None
         )
         self.profile_alert = Hysteresis(capacity) if profile else None
-        self.last_score = np.zeros(capacity)
 
     @property
     def histories(self) -> list[ErrorHistory]:
@@ -112,7 +111,6 @@ class ScoreState:
         for a in (self.alert, self.profile_alert):
             if a is not None:
                 a.reset(slots)
-        self.last_score[slots] = 0.0
 
     def relearn(self, params: ScoringParams) -> None:
         """Adopt ``params`` (a new model's calibration) and relearn every error history.
@@ -153,7 +151,6 @@ class ScoreState:
             surprise = np.maximum(surprise, p_surprise)
             now = now | profile.anomalous
         score = clip(surprise / 10.0, 0.0, 1.0)
-        self.last_score[slots] = score
 
         # An anomaly that outlasts max_anomaly_samples is its source's new normal.
         warmup = max(p.history_warmup, p.prior_samples)
