@@ -1,8 +1,9 @@
 """Memory per stream: what one more stream costs the daemon, and where the bytes go.
 
-Builds the daemon's pipeline (the default model, the settings asked for) with room for
-``--streams`` streams, gives every stream a few samples, and reads the process's RSS
-growth, so the figure holds every per-stream cost (the stream table, the per-slot arrays)
+Loads the default model, then builds the daemon's pipeline (the settings asked for) with
+room for ``--streams`` streams, gives every stream a few samples, and reads the process's
+RSS growth from before the pipeline was built (the model's memory, once per process, is
+left out), so the figure holds every per-stream cost (the stream table, the per-slot arrays)
 but not the queue of a saturated daemon, which ``bench/throughput.py``'s peak RSS adds.
 Beside it, the per-slot arrays by name (the state a snapshot holds), in bytes per stream.
 
@@ -37,10 +38,12 @@ def measure(streams: int, mode: str, profile: str) -> dict[str, Any]:
     settings = Settings(
         state={"max_streams": streams}, inference={"mode": mode}, scoring={"profile": profile}
     )
-    pipeline = build_pipeline(settings, Forecaster(REPO / "models" / "default.onnx"))
+    model = Forecaster(REPO / "models" / "default.onnx")
     names = [f"sensors/site-{i // 1000:03d}/dev-{i:06d}/temperature" for i in range(streams)]
     gc.collect()
+    # before the pipeline is built: arrays filled at construction (NaN) are touched there
     before = rss_mb(os.getpid())
+    pipeline = build_pipeline(settings, model)
     for t in range(SAMPLES):
         for k in range(0, streams, 512):
             batch = names[k : k + 512]

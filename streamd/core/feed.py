@@ -48,7 +48,8 @@ class ModelFeed:
             feed = st.scale_n[slots] > self.scaling_warmup - card.window
             f_slots = slots[feed]
             if len(f_slots):
-                y, h_n = self.model.step(inputs[feed], st.hidden[:, f_slots])
+                h = st.hidden[:, f_slots].astype(np.float32)
+                y, h_n = self.model.step(inputs[feed], h)
                 st.hidden[:, f_slots] = h_n
                 st.pred[f_slots] = y
                 st.count[f_slots] += 1

@@ -15,6 +15,12 @@ import numpy as np
 
 from streamd.core.arrays import F32, I64
 
+# Step mode's carried state is held in half precision: half the largest per-stream array
+# (128 of 256 bytes with 2 layers of 32). float16 keeps 3 significant digits: a GRU's state
+# lies in (-1, 1), an LSTM's cell state is unbounded but far below float16's 65504. The
+# model still computes in float32; what it costs in scores is in docs/performance.md.
+HIDDEN_DTYPE = np.float16
+
 
 class Lookup(NamedTuple):
     slot: int
@@ -105,9 +111,9 @@ class StreamState:
         self.has_pred = np.zeros(capacity, bool)
         self.pred = np.zeros((capacity, features), np.float32)
         self.hidden = (
-            np.zeros((layers, capacity, state_size), np.float32)
+            np.zeros((layers, capacity, state_size), HIDDEN_DTYPE)
             if mode == "step"
-            else np.zeros((layers, 0, state_size), np.float32)
+            else np.zeros((layers, 0, state_size), HIDDEN_DTYPE)
         )
         width = features if inputs is None else inputs
         self.ring = (
@@ -144,7 +150,7 @@ class StreamState:
         """
         self.has_pred[:] = False
         if self.mode == "step":
-            self.hidden = np.zeros((layers, self.capacity, state_size), np.float32)
+            self.hidden = np.zeros((layers, self.capacity, state_size), HIDDEN_DTYPE)
             self.count[:] = 0
 
     def windows(self, slots: I64) -> F32:

@@ -93,7 +93,8 @@ def test_step_and_window_modes_feed_the_same_time_features(models: dict[str, Pat
     # the first prediction of each mode has seen the same `window` samples from a zero state
     first = int(np.flatnonzero(np.isfinite(window.predicted[:, 0]))[0])
     assert first == int(np.flatnonzero(np.isfinite(step.predicted[:, 0]))[0])
-    np.testing.assert_allclose(step.predicted[first], window.predicted[first], atol=1e-4)
+    # (step mode carries its state in float16 between samples: 3 significant digits)
+    np.testing.assert_allclose(step.predicted[first], window.predicted[first], rtol=1e-3)
     # the runtime really feeds the clock: the same values twelve hours later predict otherwise
     later = replay_series(_pipeline(models["day"], "window"), ts + 43_200.0, values)
     assert np.nanmax(np.abs(later.predicted - window.predicted)) > 5.0
