@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamd.core.arrays import F32, F64, I64
+from streamd.core.arrays import F32, F64, I64, count_up
 from streamd.core.inference import Forecaster
 from streamd.core.scaling import StreamScaling
 from streamd.core.state import StreamState
@@ -52,10 +52,10 @@ class ModelFeed:
                 y, h_n = self.model.step(inputs[feed], h)
                 st.hidden[:, f_slots] = h_n
                 st.pred[f_slots] = y
-                st.count[f_slots] += 1
+                st.count[f_slots] = count_up(st.count[f_slots])
                 st.has_pred[f_slots] = st.count[f_slots] >= card.window
             return
-        st.count[slots] += 1
+        st.count[slots] = count_up(st.count[slots])
         # the ring keeps raw values (scaling may still move), within float32's range
         row = np.clip(raw, -F32_MAX, F32_MAX).astype(np.float32)
         if card.time_features:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from streamd.core.arrays import F64, I64, B, clip, nan_to_num
+from streamd.core.arrays import COUNT_MAX, F64, I64, B, clip, count_up, nan_to_num
 
 if TYPE_CHECKING:
     from streamd.core.params import ScoringParams
@@ -64,9 +64,9 @@ class ErrorHistory:
         self.smooth = np.zeros(capacity)
         self.primed = np.zeros(capacity, bool)
         self.hist = np.zeros((capacity, N_BINS), np.float32)
-        self.n = np.zeros(capacity, np.int64)
+        self.n = np.zeros(capacity, np.int32)
         # learn from everything until n reaches this (history_warmup; longer after an expiry)
-        self.warm_until = np.full(capacity, params.history_warmup, np.int64)
+        self.warm_until = np.full(capacity, min(params.history_warmup, COUNT_MAX), np.int32)
 
     def reset(self, slots: I64 | list[int]) -> None:
         self.smooth[slots] = 0.0
@@ -77,7 +77,7 @@ class ErrorHistory:
         """Forget the history (not the smoothed level) and learn ``warmup`` samples again."""
         self.hist[slots] = 0.0
         self.n[slots] = 0
-        self.warm_until[slots] = warmup
+        self.warm_until[slots] = min(warmup, COUNT_MAX)
 
     def relearn(self, params: ScoringParams, center: float, scale: float) -> None:
         self.params, self.center, self.scale = params, center, scale
@@ -114,4 +114,4 @@ class ErrorHistory:
     def learn(self, slots: I64, bins: I64) -> None:
         self.hist[slots] *= np.float32(1.0 - 1.0 / self.params.history_samples)
         self.hist[slots, bins] += 1.0
-        self.n[slots] += 1
+        self.n[slots] = count_up(self.n[slots])

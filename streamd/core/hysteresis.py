@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from streamd.core.arrays import F64, I64, B
+from streamd.core.arrays import F64, I64, B, count_up
 
 if TYPE_CHECKING:
     from streamd.core.params import ScoringParams
@@ -29,10 +29,10 @@ class Hysteresis:
     SLOT_FIELDS = (("above", 0), ("below", 0), ("anomalous", 0), ("run", 0))
 
     def __init__(self, capacity: int) -> None:
-        self.above = np.zeros(capacity, np.int64)
-        self.below = np.zeros(capacity, np.int64)
+        self.above = np.zeros(capacity, np.int32)
+        self.below = np.zeros(capacity, np.int32)
         self.anomalous = np.zeros(capacity, bool)
-        self.run = np.zeros(capacity, np.int64)  # samples in the current anomaly
+        self.run = np.zeros(capacity, np.int32)  # samples in the current anomaly
 
     def reset(self, slots: I64 | list[int]) -> None:
         self.above[slots] = 0
@@ -43,10 +43,10 @@ class Hysteresis:
     def step(self, slots: I64, score: F64, warming: B, p: ScoringParams) -> tuple[Verdict, B]:
         """Advance each slot by one score; returns the verdict and where an anomaly expired."""
         was = self.anomalous[slots]
-        above = np.where(score >= p.threshold, self.above[slots] + 1, 0)
-        below = np.where(score < p.threshold_low, self.below[slots] + 1, 0)
+        above = np.where(score >= p.threshold, count_up(self.above[slots]), 0)
+        below = np.where(score < p.threshold_low, count_up(self.below[slots]), 0)
         entered = ~was & (above >= p.enter_after) & ~warming
-        run = np.where(was, self.run[slots] + 1, 0)
+        run = np.where(was, count_up(self.run[slots]), 0)
         expired = was & (run >= p.max_anomaly_samples)
         left = was & ((below >= p.leave_after) | expired)
         now = (was | entered) & ~left

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from streamd.core.arrays import F64, I64, clip
+from streamd.core.arrays import F64, I32, I64, clip, count_up
 
 if TYPE_CHECKING:
     from streamd.core.card import ModelCard
@@ -103,7 +103,7 @@ def running_offset_scale(mean: F64, var: F64) -> tuple[F64, F64]:
     return mean, scale
 
 
-def learn_running(n: I64, mean: F64, var: F64, slots: I64, raw: F64, horizon: int) -> None:
+def learn_running(n: I32, mean: F64, var: F64, slots: I64, raw: F64, horizon: int) -> None:
     """Move the running mean and variance of ``slots`` (distinct) towards ``raw: [k, features]``.
 
     An exponentially weighted estimate whose weight is ``1 / (n + 1)`` at first (the plain
@@ -111,14 +111,14 @@ def learn_running(n: I64, mean: F64, var: F64, slots: I64, raw: F64, horizon: in
     the scale once :data:`CLIP_AFTER` samples are in; ``n``, ``mean`` and ``var`` are
     updated in place.
 
-    >>> n, mean, var = np.zeros(1, np.int64), np.zeros((1, 1)), np.zeros((1, 1))
+    >>> n, mean, var = np.zeros(1, np.int32), np.zeros((1, 1)), np.zeros((1, 1))
     >>> for x in [10.0, 12.0] * 50 + [1e6]:
     ...     learn_running(n, mean, var, np.array([0]), np.array([[x]]), horizon=5000)
     >>> round(float(np.sqrt(var[0, 0])), 2)  # from 1.0; unclipped, the glitch made it 99,000
     1.07
     """
     count = n[slots]
-    w = np.maximum(1.0 / horizon, 1.0 / (count + 1))[:, None]
+    w = np.maximum(1.0 / horizon, 1.0 / count_up(count))[:, None]
     delta = raw - mean[slots]
     bound = np.where(
         (count >= CLIP_AFTER)[:, None],
@@ -128,7 +128,7 @@ def learn_running(n: I64, mean: F64, var: F64, slots: I64, raw: F64, horizon: in
     delta = clip(delta, -bound, bound)
     mean[slots] += w * delta
     var[slots] = (1 - w) * (var[slots] + w * delta**2)
-    n[slots] = count + 1
+    n[slots] = count_up(count)
 
 
 class StreamScaling:
@@ -172,7 +172,7 @@ def running_scaling(values: F64, horizon: int) -> tuple[F64, F64]:
     ([10.0, 10.0, 11.0], [0.01, 0.01, 1.0])
     """
     rows, features = values.shape
-    n, mean, var = np.zeros(1, np.int64), np.zeros((1, features)), np.zeros((1, features))
+    n, mean, var = np.zeros(1, np.int32), np.zeros((1, features)), np.zeros((1, features))
     slot = np.zeros(1, np.int64)
     offsets, scales = np.empty((rows, features)), np.empty((rows, features))
     for i in range(rows):

@@ -107,7 +107,7 @@ class StreamState:
     ) -> None:
         self.capacity, self.window, self.mode = capacity, window, mode
         self.last_ts = np.full(capacity, -np.inf)
-        self.count = np.zeros(capacity, np.int64)  # samples fed since (re)start
+        self.count = np.zeros(capacity, np.int32)  # samples fed since (re)start (saturates)
         self.has_pred = np.zeros(capacity, bool)
         self.pred = np.zeros((capacity, features), np.float32)
         self.hidden = (
@@ -122,7 +122,7 @@ class StreamState:
             else np.zeros((0, window, width), np.float32)
         )
         self.ring_pos = np.zeros(capacity if mode == "window" else 0, np.int64)
-        self.scale_n = np.zeros(capacity, np.int64)
+        self.scale_n = np.zeros(capacity, np.int32)
         self.scale_mean = np.zeros((capacity, features), np.float64)
         self.scale_var = np.zeros((capacity, features), np.float64)
 

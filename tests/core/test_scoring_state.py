@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from streamd.core.arrays import COUNT_MAX, count_up
 from streamd.core.history import log10_tail, score_from_z
 from streamd.core.scoring import ScoreState
 from streamd.core.state import StreamTable
@@ -44,6 +45,24 @@ def test_hysteresis_enter_after_k_leave_after_m() -> None:
     r = st.update(slots, normal)
     assert r.left[0] and not r.anomalous[0]
     assert not st.anomalous[1]  # the other stream is untouched
+
+
+def test_counters_of_a_stream_that_ran_for_2_to_the_31_samples_saturate_instead_of_wrapping() -> (
+    None
+):
+    """Per-stream counters are 32-bit: wrapped to negative, the history's sample count would
+    put the stream back into its warm-up (silent for ever) and a quiet run would never leave."""
+    st = ScoreState(1, params())
+    slots = np.array([0])
+    for _ in range(150):
+        st.update(slots, np.array([0.1]))
+    st.history.n[0] = COUNT_MAX
+    st.alert.below[0] = COUNT_MAX
+    st.update(slots, np.array([0.1]))
+    assert st.history.n[0] == COUNT_MAX and st.alert.below[0] == COUNT_MAX
+    r = [st.update(slots, np.array([5.0])) for _ in range(2)]
+    assert r[-1].entered[0]  # not warming up: it still gives verdicts
+    assert count_up(np.array([COUNT_MAX - 1, COUNT_MAX], np.int32)).tolist() == [COUNT_MAX] * 2
 
 
 def test_history_does_not_learn_from_anomalous_samples() -> None:
