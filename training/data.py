@@ -18,6 +18,7 @@ import numpy.typing as npt
 from streamd.config import ScoringSettings
 from streamd.core import timefeatures
 from streamd.core.csvdata import Series, read_series
+from streamd.core.feed import INPUT_CLIP
 from streamd.core.scaling import Scaler, ScalingKind, running_scaling
 from streamd.errors import DataError
 
@@ -63,12 +64,14 @@ def make_windows(scaled: F32, window: int, calendar: F32 | None = None) -> Windo
     """All windows of ``scaled: [rows, features]``; row ``i + window`` is window ``i``'s target.
 
     ``calendar: [rows, k]`` (time features) is appended to each input row, not to targets.
+    Inputs are clipped at ``INPUT_CLIP`` scales, as the daemon feeds them; targets are not.
 
     >>> w = make_windows(np.arange(5, dtype=np.float32)[:, None], 3)
     >>> w.x[:, :, 0].tolist(), w.y[:, 0].tolist()
     ([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]], [3.0, 4.0])
     """
-    inputs = scaled if calendar is None else np.concatenate([scaled, calendar], axis=1)
+    fed = np.clip(scaled, -INPUT_CLIP, INPUT_CLIP)  # as the daemon feeds them
+    inputs = fed if calendar is None else np.concatenate([fed, calendar], axis=1)
     n = len(scaled) - window
     if n <= 0:
         return Windows.empty(window, scaled.shape[1], inputs.shape[1])
@@ -92,7 +95,8 @@ def running_windows(
         return Windows.empty(window, f, f + calendar.shape[1])
     idx = targets[:, None] - window + np.arange(window)  # [n, window] rows of each window
     o, sc = offsets[targets][:, None, :], scales[targets][:, None, :]
-    x = ((values[idx].astype(np.float64) - o) / sc).astype(np.float32)
+    x = np.clip((values[idx].astype(np.float64) - o) / sc, -INPUT_CLIP, INPUT_CLIP)
+    x = x.astype(np.float32)  # clipped as the daemon feeds them (the targets are not)
     x = np.concatenate([x, calendar[idx]], axis=2) if calendar.shape[1] else x
     y = ((values[targets].astype(np.float64) - offsets[targets]) / scales[targets]).astype(
         np.float32

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from streamd.config import Settings
+from streamd.core.feed import INPUT_CLIP
 from streamd.core.inference import Forecaster
 from streamd.core.payload import Sample
 from streamd.core.pipeline import build_pipeline
@@ -12,7 +13,7 @@ from streamd.core.scaling import running_scaling
 from streamd.core.timefeatures import encode
 from streamd.tools.synth import PROFILES, normal_series
 from tests.helpers import DEFAULT_MODEL
-from training.data import running_windows
+from training.data import make_windows, running_windows
 
 
 def test_training_windows_are_the_windows_the_daemon_predicts_from() -> None:
@@ -48,3 +49,16 @@ def test_training_windows_are_the_windows_the_daemon_predicts_from() -> None:
     )
     for k, target in enumerate(range(300, 700)):
         np.testing.assert_allclose(w.x[k, :, 0], served_x[target], rtol=1e-5, atol=1e-5)
+
+
+def test_training_clips_a_windows_inputs_as_the_daemon_feeds_them_and_keeps_the_target() -> None:
+    """A value thousands of scales away (a spike on a flat stretch) reaches the GRU clipped
+    at ``INPUT_CLIP`` in the daemon; trained on unclipped inputs, a model would learn from
+    inputs it is never fed."""
+    values = np.full((80, 1), 10.0, np.float32)
+    values[::2, 0] += 1e-4  # a scale at its floor: 0.1 % of the level, 0.01
+    values[60, 0] = 1e5  # about 1e7 scales away
+    plain = make_windows(values, 8)
+    assert plain.x.max() == INPUT_CLIP and plain.y.max() == 1e5
+    running = running_windows(values, 8, 40, 80, encode(np.zeros(80), []), 5000)
+    assert running.x.max() == INPUT_CLIP and running.y.max() > 1e6
