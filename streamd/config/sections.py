@@ -142,7 +142,10 @@ class InferenceSettings(Section):
     )
     batch_max_size: int = Field(512, ge=1, le=65536, description="samples per inference batch")
     batch_max_wait_ms: float = Field(
-        5.0, ge=0, le=10_000, description="longest wait to fill a batch"
+        1.0,
+        ge=0,
+        le=10_000,
+        description="longest a batch waits to fill (each sample's own wait: it adds to latency)",
     )
     queue_max: int = Field(100_000, ge=1, description="bounded queue between MQTT and the worker")
     max_rounds_per_batch: int = Field(
