@@ -76,16 +76,19 @@ def command(pid: int) -> str:
     return words[words.index("-m") + 1] if "-m" in words else words[0]
 
 
-def measure(model: Path, receiver: str, settle_s: float) -> tuple[list[dict[str, Any]], float]:
-    """RSS and PSS of every process of an idle ``streamd run`` with ``mqtt.receiver``, and
-    the tree's unique resident MB (0.0 when page frames cannot be read)."""
+def measure(
+    model: Path, receiver: str, settle_s: float, settings: dict[str, str]
+) -> tuple[list[dict[str, Any]], float]:
+    """RSS and PSS of every process of an idle ``streamd run`` with ``mqtt.receiver`` (and
+    ``settings``, environment variables), and the tree's unique resident MB (0.0 when page
+    frames cannot be read)."""
     rows = []
     unique: set[int] = set()
     with tempfile.TemporaryDirectory() as tmp:
         port, http_port = free_port(), free_port()
         broker, _ = start_broker(port, Path(tmp), "mosquitto")
         # run from an empty directory: ``python -m`` would import a checkout in the cwd
-        env = {"STREAMD_MQTT__RECEIVER": receiver}
+        env = {**settings, "STREAMD_MQTT__RECEIVER": receiver}
         daemon = start_daemon(model, port, http_port, extra_env=env, cwd=Path(tmp))
         try:
             wait_ready(http_port)
@@ -113,13 +116,21 @@ def main(argv: list[str] | None = None) -> int:
         default=["process", "thread"],
         help="mqtt.receiver settings to measure, one after the other",
     )
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="STREAMD_X__Y=V",
+        help="more settings for streamd, as environment variables (STREAMD_STATE__MAX_STREAMS=10)",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "memory.json")
     ns = ap.parse_args(argv)
     print(f"python: {sys.executable}")
     print(f"{'receiver':<9} {'process':<20} {'RSS MB':>7} {'PSS MB':>7} {'unique MB':>9}")
     rows, unique = [], {}
     for receiver in ns.receivers:
-        found, unique[receiver] = measure(ns.model, receiver, ns.settle)
+        settings = dict(kv.split("=", 1) for kv in ns.set)
+        found, unique[receiver] = measure(ns.model, receiver, ns.settle, settings)
         total = {"receiver": receiver, "process": "total", "pid": 0}
         total.update({f: sum(r[f] for r in found) for f in FIELDS})
         for r in [*found, total]:
