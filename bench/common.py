@@ -7,6 +7,7 @@ A bench script imports it as ``from common import ...`` (``python bench/X.py`` p
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import multiprocessing as mp
@@ -29,6 +30,21 @@ from streamd.tools.harness import scrape
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_767_225_600
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def setting(text: str) -> tuple[str, str]:
+    """One ``--set STREAMD_X__Y=V``: a daemon setting as an environment variable."""
+    name, eq, value = text.partition("=")
+    if not eq or not name.startswith("STREAMD_"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not STREAMD_SECTION__FIELD=VALUE")
+    return name, value
+
+
+def add_settings(ap: argparse.ArgumentParser, help_text: str) -> None:
+    """``--set STREAMD_X__Y=V ...`` on ``ap``; ``dict(ns.set)`` is then the environment."""
+    ap.add_argument(
+        "--set", nargs="*", type=setting, default=[], metavar="STREAMD_X__Y=V", help=help_text
+    )
 
 
 def machine() -> dict[str, Any]:

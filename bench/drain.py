@@ -39,6 +39,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from common import (
     REPO,
+    add_settings,
     answers,
     attach_profiler,
     cpu_seconds,
@@ -274,13 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=120.0, help="time bound per drain")
     ap.add_argument("--protocol", choices=["3.1.1", "5"], default="5")
     ap.add_argument("--qos", type=int, choices=[0, 1], default=1, help="publish and subscribe QoS")
-    ap.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="STREAMD_X__Y=V",
-        help="settings for streamd, as environment variables",
-    )
+    add_settings(ap, "settings for streamd, as environment variables")
     ap.add_argument(
         "--baseline",
         type=Path,
@@ -296,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "drain.json")
     ns = ap.parse_args(argv)
-    env = dict(kv.split("=", 1) for kv in ns.set)
+    env = dict(ns.set)
     print(
         f"{'qos':>3} {'streams':>8} {'mode':>6} {'mqtt':>5} {'paho/s':>10} {'C/s':>10} "
         f"{'streamd/s':>10} {'/paho':>6} {'/C':>6} {'cpu %':>6} {'recv %':>6} {'rss MB':>7}"

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import REPO, machine, process_tree
+from common import REPO, add_settings, machine, process_tree
 
 from streamd.tools.harness import PAGE, free_port, start_broker, start_daemon, wait_ready
 
@@ -116,20 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         default=["process", "thread"],
         help="mqtt.receiver settings to measure, one after the other",
     )
-    ap.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="STREAMD_X__Y=V",
-        help="more settings for streamd, as environment variables (STREAMD_STATE__MAX_STREAMS=10)",
-    )
+    add_settings(ap, "more settings for streamd, as environment variables (e.g. for N slots)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "memory.json")
     ns = ap.parse_args(argv)
     print(f"python: {sys.executable}")
     print(f"{'receiver':<9} {'process':<20} {'RSS MB':>7} {'PSS MB':>7} {'unique MB':>9}")
     rows, unique = [], {}
+    settings = dict(ns.set)
     for receiver in ns.receivers:
-        settings = dict(kv.split("=", 1) for kv in ns.set)
         found, unique[receiver] = measure(ns.model, receiver, ns.settle, settings)
         total = {"receiver": receiver, "process": "total", "pid": 0}
         total.update({f: sum(r[f] for r in found) for f in FIELDS})

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import shutil
 import subprocess
@@ -30,16 +29,13 @@ from pathlib import Path
 
 from common import REPO
 
+from streamd.tools.crossval import GROUPINGS
+
 NAB_DEV = REPO.parent / "shared" / "datasets" / "nab-dev"
 RECIPE = (
     "--window 32 --train-span 256 --hidden 32 --layers 2 --scaling standard "
     "--per-stream-scaling --epochs 30 --batch-size 32"
 )
-
-
-def source_of(piece: str) -> str:
-    """The development file a piece was cut from (``cat/name_partK.csv`` -> ``cat/name.csv``)."""
-    return re.sub(r"_part\d+\.csv$", ".csv", piece)
 
 
 def run(cmd: list[str], log: Path) -> float:
@@ -71,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         train = [ns.data / f for f in files if f not in test]
         data = fold / "data"
         shutil.rmtree(data, ignore_errors=True)
+        source_of = GROUPINGS["source"]  # the file a piece was cut from
         pieces = sorted(p for p in cut_labels["windows"] if source_of(p) in test)
         for p in pieces:
             (data / p).parent.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from common import (
+    add_settings,
     attach_profiler,
     collect_latencies,
     cpu_seconds,
@@ -71,13 +72,7 @@ def main() -> int:
     ap.add_argument("--receiver", choices=["process", "thread"], default="process")
     ap.add_argument("--every", type=float, default=5.0, help="seconds per reported interval")
     ap.add_argument("--outside", action="store_true", help="exact latency seen by a subscriber")
-    ap.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="STREAMD_X__Y=V",
-        help="more settings for streamd, as environment variables",
-    )
+    add_settings(ap, "more settings for streamd, as environment variables")
     ap.add_argument(
         "--profile",
         type=Path,
@@ -99,7 +94,7 @@ def main() -> int:
             "STREAMD_LOGGING__LEVEL": "WARNING",
             "STREAMD_MQTT__RECEIVER": args.receiver,
             "STREAMD_ALERTS__PUBLISH_SCORES": "true" if args.outside else "false",
-            **dict(kv.split("=", 1) for kv in args.set),
+            **dict(args.set),
         }
         daemon = start_daemon(
             REPO / "models" / "default.onnx",
